@@ -1,0 +1,15 @@
+"""iem: unsupervised foreground segmentation by Inpainting Error Maximization (CVPR 2021).
+
+The public surface::
+
+    from iem import IEMConfig, IEMResult, segment, segment_batch, inpaint, metrics
+"""
+
+from iem import metrics
+from iem.api import inpaint, segment, segment_batch
+from iem.config import IEMConfig
+from iem.core.engine import IEMResult
+
+__version__ = "0.1.0"
+
+__all__ = ["IEMConfig", "IEMResult", "inpaint", "metrics", "segment", "segment_batch", "__version__"]

@@ -1,0 +1,165 @@
+"""The public functions: :func:`segment_batch`, :func:`segment` and :func:`inpaint`."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from iem.config import IEMConfig
+from iem.core.engine import IEMResult, auto_chunk_runs, resolve_device, run_chunk
+from iem.core.filters import LinearFilter
+from iem.core.inpaint import Inpainter, gaussian_inpainter, inpaint_from_other_region
+from iem.core.masks import initial_masks
+from iem.imaging import resize_shorter, to_tensor
+
+ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
+
+
+def _check_images(images: torch.Tensor, config: IEMConfig) -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4:
+        raise ValueError("images must be a (B, C, H, W) tensor")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor in [-1, 1], got dtype {images.dtype}")
+    if images.shape[0] < 1:
+        raise ValueError("images must hold at least one image")
+    smallest = config.kernel_size
+    if min(images.shape[2:]) < smallest:
+        raise ValueError(
+            f"images of {images.shape[2]}x{images.shape[3]} px are too small: the filter needs at "
+            f"least {smallest} px on each side"
+        )
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("images contain NaN or infinite values")
+
+
+def segment_batch(
+    images: torch.Tensor,
+    config: Optional[IEMConfig] = None,
+    device: Union[str, torch.device] = "auto",
+    init_masks: Optional[torch.Tensor] = None,
+    chunk_size: Optional[int] = None,
+    progress: Optional[Callable[[int], None]] = None,
+    inpainter: Optional[Inpainter] = None,
+) -> IEMResult:
+    """Segment a batch of images with IEM phase 1 (paper section 3.2, Eq. 9).
+
+    Every image is independent: its mask does not depend on the batch or chunk it is in.
+    The batch is processed in chunks, so memory stays bounded whatever its length.
+
+    Args:
+        images: ``(B, C, H, W)`` float tensor in [-1, 1] (RGB in the paper); ``H, W`` at least
+            ``config.kernel_size``.
+        config: settings, :meth:`IEMConfig.paper` when None.
+        device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        init_masks: optional ``(B, 1, H, W)`` bool initial masks used instead of the squares of
+            ``config.init_sizes`` (e.g. a network's prediction, to refine it).
+        chunk_size: images per chunk; by default chosen from the image size and device.
+        progress: called with the number of images finished after each chunk.
+        inpainter: replaces psi_K (Eq. 6) by any differentiable ``(masked_images, masks) ->
+            predictions`` callable; the gradient then comes from autograd.
+
+    Returns:
+        :class:`IEMResult` on the CPU.
+    """
+    config = config or IEMConfig.paper()
+    _check_images(images, config)
+    b, _, h, w = images.shape
+    if init_masks is not None:
+        if tuple(init_masks.shape) != (b, 1, h, w):
+            raise ValueError(f"init_masks must have shape {(b, 1, h, w)}, got {tuple(init_masks.shape)}")
+        candidates = None
+    else:
+        candidates = initial_masks(h, w, config.init_sizes).view(1, -1, h, w)
+    runs = 1 if candidates is None else candidates.shape[1]
+    dev = resolve_device(device)
+    if chunk_size is None:
+        chunk_size = max(1, auto_chunk_runs(h, w, dev) // runs)
+    elif chunk_size < 1:
+        raise ValueError("chunk_size must be >= 1")
+    filt = LinearFilter.build(h, w, config, images.dtype, dev)
+    parts = []
+    for start in range(0, b, chunk_size):
+        chunk = images[start : start + chunk_size].to(dev)
+        if candidates is None:
+            starts = init_masks[start : start + chunk_size].to(dev, torch.bool)
+        else:
+            starts = candidates.to(dev).expand(chunk.shape[0], -1, -1, -1)
+        result = run_chunk(chunk, starts, config, filt, inpainter)
+        parts.append(IEMResult(*(t.cpu() for t in (result.masks, result.scores, result.init, result.iterations))))
+        if progress is not None:
+            progress(chunk.shape[0])
+    return IEMResult(*(torch.cat(tensors) for tensors in zip(*((p.masks, p.scores, p.init, p.iterations) for p in parts))))
+
+
+def _load(image: ImageInput) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 array, got shape {image.shape} and dtype {image.dtype}")
+        return Image.fromarray(image)
+    from iem.io import read_image
+
+    return read_image(image)
+
+
+def segment(
+    image: ImageInput,
+    config: Optional[IEMConfig] = None,
+    size: int = 128,
+    device: Union[str, torch.device] = "auto",
+    init_mask: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """Segment one image of any size with IEM and return its mask at the input's resolution.
+
+    The whole image is resized (bilinear) so that its shorter side is ``size`` pixels, IEM runs
+    there, and the mask is brought back to the input's size by bilinear interpolation of the
+    binary mask thresholded at 0.5.
+
+    Args:
+        image: PIL image, ``(H, W, 3)`` uint8 array, or a path to an image file.
+        config: settings, :meth:`IEMConfig.paper` when None.
+        size: working resolution (shorter side, pixels).
+        device: as in :func:`segment_batch`.
+        init_mask: optional ``(H, W)`` bool initial mask at the input's resolution.
+
+    Returns:
+        ``(H, W)`` bool numpy array, True on the foreground.
+    """
+    picture = _load(image)
+    working = resize_shorter(picture, size)
+    batch = to_tensor(working).unsqueeze(0)
+    init = None
+    if init_mask is not None:
+        init_image = Image.fromarray(np.asarray(init_mask, dtype=bool).astype(np.uint8) * 255)
+        init_image = init_image.resize((working.width, working.height), Image.NEAREST)
+        init = torch.from_numpy(np.asarray(init_image) > 127).view(1, 1, working.height, working.width)
+    mask = segment_batch(batch, config, device, init_masks=init).masks.float()
+    full = F.interpolate(mask, size=(picture.height, picture.width), mode="bilinear", align_corners=False)
+    return (full[0, 0] >= 0.5).numpy()
+
+
+def inpaint(images: torch.Tensor, masks: torch.Tensor, config: Optional[IEMConfig] = None) -> torch.Tensor:
+    """Each pixel inpainted by psi_K (Eq. 6) from the region it does not belong to.
+
+    This is the "inpainting result" column of the paper's figures: foreground pixels are
+    predicted from the background and background pixels from the foreground.
+
+    Args:
+        images: ``(B, C, H, W)`` float in [-1, 1].
+        masks: ``(B, 1, H, W)`` bool foreground.
+        config: supplies the filter; :meth:`IEMConfig.paper` when None.
+
+    Returns:
+        ``(B, C, H, W)`` float tensor.
+    """
+    config = config or IEMConfig.paper()
+    _check_images(images, config)
+    filt = LinearFilter.build(images.shape[2], images.shape[3], config, images.dtype, images.device)
+    with torch.no_grad():
+        return inpaint_from_other_region(images, masks.to(images.device), gaussian_inpainter(filt, config.epsilon))

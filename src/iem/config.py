@@ -1,0 +1,150 @@
+"""Settings of the IEM segmenter: one frozen dataclass holding the paper's defaults.
+
+Every number the algorithm uses lives here. Presets reproduce the paper (``IEMConfig.paper()``)
+and the authors' released code (``IEMConfig.released()``); each ablation of the paper's Table 4
+and each objective variant of Table 5 is a field, so a variant is ``dataclasses.replace`` away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Tuple
+
+#: Side of the working image the initial square sizes are expressed for (paper section 4.2).
+REFERENCE_SIZE = 128
+
+NumeratorNorm = Literal["l1", "l2"]
+Normalizer = Literal["size", "marginal"]
+SmoothingRule = Literal["code", "paper"]
+
+
+@dataclass(frozen=True)
+class IEMConfig:
+    """All settings of IEM phase 1; the defaults are the paper's (section 4.2, appendices B-C).
+
+    Attributes:
+        iterations: Number of projected steps (Eq. 9). Paper: 150.
+        kernel_size: Taps of the 1-D Gaussian of the inpainter psi_K (Eq. 6). Paper: 11.
+        sigma: Standard deviation of that Gaussian, in pixels. Paper: 5.
+        filter_repeats: How many times the 2-D filter is applied in a row; two 11x11 passes stand
+            in for the paper's 21x21 kernel.
+        scale_factor: Inpainter speed-up of the released code: average-pool by this factor
+            before filtering and nearest-upsample after. 1 disables it.
+        epsilon: Weight of the per-channel sum added to every filtered channel, which keeps
+            psi_K finite where the source region is out of the filter's reach (REFERENCE.md).
+        lambda_: Weight of the diversity regulariser (Eq. 10), applied as ``L_inp - lambda_ *
+            div`` like the released code (the paper writes lambda/2; ``lambda_=0.002`` is the
+            paper's literal reading).
+        init_sizes: Sides of the centered initial squares for a 128 px image; scaled with the
+            image's shorter side. Paper: (44, 78, 92); the released code: (78,).
+        smoothing: Smooth the mask after each step (Table 4 ablation when False).
+        smoothing_rule: ``"code"``: a pixel becomes 1 when its 3x3 window, itself included,
+            holds >= 4 ones (the released code, which produced the tables). ``"paper"``: when
+            its 8 neighbours, itself excluded, hold more than 4 ones (section 3.2's prose).
+        boundary_only: Restrict updates to the mask boundary (Table 4 ablation when False).
+        numerator_norm: Norm of the inpainting residual, ``"l1"`` (Eq. 7) or ``"l2"``
+            (Table 5, assumption 1).
+        normalizer: Denominator of each term: ``"size"`` = region size |M| (Eq. 7) or
+            ``"marginal"`` = the same norm of the region's pixels, ``||X * M||`` (Table 5,
+            assumptions 2 and 3).
+        early_exit: Stop spending work on an image whose mask has reached a fixed point or a
+            2-cycle; the result is identical to running every iteration.
+    """
+
+    iterations: int = 150
+    kernel_size: int = 11
+    sigma: float = 5.0
+    filter_repeats: int = 2
+    scale_factor: int = 1
+    epsilon: float = 1e-8
+    lambda_: float = 0.001
+    init_sizes: Tuple[int, ...] = (44, 78, 92)
+    smoothing: bool = True
+    smoothing_rule: SmoothingRule = "code"
+    boundary_only: bool = True
+    numerator_norm: NumeratorNorm = "l1"
+    normalizer: Normalizer = "size"
+    early_exit: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "init_sizes", tuple(int(s) for s in self.init_sizes))
+        checks = [
+            (isinstance(self.iterations, int) and self.iterations >= 0, "iterations must be an integer >= 0"),
+            (
+                isinstance(self.kernel_size, int) and self.kernel_size >= 1 and self.kernel_size % 2 == 1,
+                "kernel_size must be a positive odd integer",
+            ),
+            (math.isfinite(self.sigma) and self.sigma > 0, "sigma must be a finite number > 0"),
+            (isinstance(self.filter_repeats, int) and self.filter_repeats >= 1, "filter_repeats must be an integer >= 1"),
+            (isinstance(self.scale_factor, int) and self.scale_factor >= 1, "scale_factor must be an integer >= 1"),
+            (math.isfinite(self.epsilon) and self.epsilon >= 0, "epsilon must be a finite number >= 0"),
+            (math.isfinite(self.lambda_) and self.lambda_ >= 0, "lambda_ must be a finite number >= 0"),
+            (len(self.init_sizes) >= 1, "init_sizes must hold at least one square size"),
+            (all(s >= 1 for s in self.init_sizes), "init_sizes must be positive"),
+            (all(s <= REFERENCE_SIZE for s in self.init_sizes), f"init_sizes must be <= {REFERENCE_SIZE}"),
+            (self.smoothing_rule in ("code", "paper"), "smoothing_rule must be 'code' or 'paper'"),
+            (self.numerator_norm in ("l1", "l2"), "numerator_norm must be 'l1' or 'l2'"),
+            (self.normalizer in ("size", "marginal"), "normalizer must be 'size' or 'marginal'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"IEMConfig: {message}")
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> "IEMConfig":
+        """The paper's protocol: three initial squares (44, 78, 92), keep the highest error."""
+        return cls(**overrides)
+
+    @classmethod
+    def released(cls, **overrides: Any) -> "IEMConfig":
+        """The authors' released code: a single centered square of side 78 (at 128 px)."""
+        return cls(**{"init_sizes": (78,), **overrides})
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "IEMConfig":
+        """A preset by name: ``"paper"`` or ``"released"``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return getattr(cls, name)(**overrides)
+
+    @property
+    def closed_form(self) -> bool:
+        """Whether the objective has the closed-form gradient (Eq. 7 with the L1/size terms)."""
+        return self.numerator_norm == "l1" and self.normalizer == "size"
+
+    def replace(self, **changes: Any) -> "IEMConfig":
+        """A copy with some fields changed (validated like a new config)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """The settings as a JSON-friendly dictionary."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "IEMConfig":
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"IEMConfig: unknown fields {sorted(unknown)}")
+        return cls(**dict(values))
+
+
+PRESETS = ("paper", "released")
+
+#: The ablations of the paper's Table 4, as changes to a config.
+ABLATIONS: Mapping[str, Mapping[str, Any]] = {
+    "no_regularizer": {"lambda_": 0.0},
+    "no_smoothing": {"smoothing": False},
+    "no_boundary": {"boundary_only": False},
+}
+
+#: The objective variants of the paper's Table 5, as changes to a config.
+VARIANTS: Mapping[str, Mapping[str, Any]] = {
+    "l1_size": {"numerator_norm": "l1", "normalizer": "size"},
+    "l2_size": {"numerator_norm": "l2", "normalizer": "size"},
+    "l1_marginal": {"numerator_norm": "l1", "normalizer": "marginal"},
+    "l2_marginal": {"numerator_norm": "l2", "normalizer": "marginal"},
+}

@@ -1,0 +1,175 @@
+"""The IEM iteration loop: chunks of images, devices, early exit, choice among initial masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Tuple
+
+import torch
+
+from iem.config import REFERENCE_SIZE, IEMConfig
+from iem.core.filters import LinearFilter
+from iem.core.inpaint import Inpainter, gaussian_inpainter
+from iem.core.masks import iem_step
+from iem.core.objective import (
+    ImageConstants,
+    inpainting_error,
+    objective_gradient,
+    objective_gradient_autograd,
+)
+
+#: Runs (image x initial mask) per chunk at 128 x 128, by device type; scaled by pixel count.
+#: Small chunks keep a CPU step's working set in cache; a GPU wants thousands in flight.
+CHUNK_RUNS_AT_REFERENCE = {"cpu": 32, "cuda": 8192}
+
+
+@dataclass
+class IEMResult:
+    """Output of :func:`iem.segment_batch` (CPU tensors).
+
+    Attributes:
+        masks: ``(B, 1, H, W)`` bool foreground masks.
+        scores: ``(B,)`` float, the final inpainting error ``L_inp`` (Eq. 7) of each kept mask.
+        init: ``(B,)`` long, index of the initial mask whose result was kept.
+        iterations: ``(B,)`` long, iterations computed for the kept result before its mask
+            reached a fixed point or a 2-cycle (``config.iterations`` when it never did).
+    """
+
+    masks: torch.Tensor
+    scores: torch.Tensor
+    init: torch.Tensor
+    iterations: torch.Tensor
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when present; ``"cuda"`` without a GPU is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available")
+    return device
+
+
+def auto_chunk_runs(height: int, width: int, device: torch.device) -> int:
+    """Default number of runs per chunk for an image size on a device."""
+    base = CHUNK_RUNS_AT_REFERENCE.get(device.type, CHUNK_RUNS_AT_REFERENCE["cpu"])
+    return max(1, int(base * REFERENCE_SIZE * REFERENCE_SIZE / (height * width)))
+
+
+GradientFn = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+
+
+def _gradient_fn(
+    images: torch.Tensor, filt: LinearFilter, config: IEMConfig, inpainter: Optional[Inpainter]
+) -> GradientFn:
+    """The gradient of the objective as ``fn(masks, active_index)``, closed form when possible.
+
+    ``active_index`` selects the runs of ``images`` the masks belong to (None: all of them).
+    """
+    if inpainter is None and config.closed_form:
+        constants = ImageConstants.compute(images, filt)
+
+        def closed(masks: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
+            sub = constants if index is None else constants.select(index)
+            return objective_gradient(masks.to(images.dtype), sub, filt, config)
+
+        return closed
+    psi = inpainter if inpainter is not None else gaussian_inpainter(filt, config.epsilon)
+
+    def autograd(masks: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
+        sub = images if index is None else images[index]
+        return objective_gradient_autograd(sub, masks.to(images.dtype), psi, config)
+
+    return autograd
+
+
+def optimize_masks(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    config: IEMConfig,
+    filt: LinearFilter,
+    inpainter: Optional[Inpainter] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Run ``config.iterations`` IEM steps (Eq. 9 + smoothing) from ``masks``.
+
+    With ``config.early_exit`` a run whose mask repeats itself (fixed point) or the one of two
+    steps before (2-cycle) leaves the batch; its final mask is read off the cycle, so the
+    result equals running every iteration.
+
+    Args:
+        images: ``(N, C, H, W)`` float.
+        masks: ``(N, 1, H, W)`` bool initial masks.
+
+    Returns:
+        ``(final masks (N, 1, H, W) bool, iterations computed (N,) long)``.
+    """
+    total = config.iterations
+    gradient = _gradient_fn(images, filt, config, inpainter)
+    final = masks.clone()
+    iterations = torch.full((masks.shape[0],), total, dtype=torch.long, device=masks.device)
+    active: Optional[torch.Tensor] = None  # indices of the runs still moving; None = all
+    current, previous = masks, None
+    for t in range(1, total + 1):
+        new = iem_step(current, gradient(current, active), config)
+        if config.early_exit:
+            same = (new == current).flatten(1).all(dim=1)
+            cycle = torch.zeros_like(same) if previous is None else (new == previous).flatten(1).all(dim=1) & ~same
+            done = same | cycle
+            if bool(done.any()):
+                # In a 2-cycle the mask after the last iteration is ``new`` when an even
+                # number of iterations remain, else ``current``.
+                take_new = same | (cycle & ((total - t) % 2 == 0))
+                rows = done.nonzero().flatten()
+                index = rows if active is None else active[rows]
+                final[index] = torch.where(take_new.view(-1, 1, 1, 1), new, current)[rows]
+                iterations[index] = t
+                keep = (~done).nonzero().flatten()
+                active = keep if active is None else active[keep]
+                if active.numel() == 0:
+                    return final, iterations
+                new, current = new[keep], current[keep]
+        previous, current = current, new
+    if active is None:
+        return current, iterations
+    final[active] = current
+    return final, iterations
+
+
+def select_best(scores: torch.Tensor, runs_per_image: int) -> torch.Tensor:
+    """Index of the initial mask with the highest final inpainting error, per image (section 4.2).
+
+    Args:
+        scores: ``(B * runs_per_image,)`` with the runs of an image adjacent.
+
+    Returns:
+        ``(B,)`` long; ties go to the first initial mask.
+    """
+    return scores.view(-1, runs_per_image).argmax(dim=1)
+
+
+def run_chunk(
+    images: torch.Tensor,
+    init_masks: torch.Tensor,
+    config: IEMConfig,
+    filt: LinearFilter,
+    inpainter: Optional[Inpainter] = None,
+) -> IEMResult:
+    """IEM on a chunk already on its device, from ``K`` initial masks per image.
+
+    Args:
+        images: ``(B, C, H, W)`` float.
+        init_masks: ``(B, K, H, W)`` bool, the ``K`` candidate initial masks of each image.
+
+    Returns:
+        :class:`IEMResult` of the chunk, on the chunk's device.
+    """
+    b, k = init_masks.shape[:2]
+    runs = images.repeat_interleave(k, dim=0)
+    masks, iterations = optimize_masks(runs, init_masks.reshape(b * k, 1, *init_masks.shape[2:]), config, filt, inpainter)
+    psi = inpainter if inpainter is not None else gaussian_inpainter(filt, config.epsilon)
+    with torch.no_grad():
+        scores = inpainting_error(runs, masks.to(runs.dtype), psi, config)
+    best = select_best(scores, k)
+    pick = torch.arange(b, device=best.device) * k + best
+    return IEMResult(masks[pick], scores[pick], best, iterations[pick])
