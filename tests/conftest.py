@@ -1,0 +1,36 @@
+"""Shared fixtures: the real data sets beside the repository and tiny synthetic images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+#: ``<repo>/../shared/data``: Weizmann Horse and GrabCut with ground truth (see their MANIFESTs).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+def composite(height: int = 48, width: int = 48, seed: int = 0, shape: str = "disk"):
+    """A textured background with a differently coloured textured object; returns (image, mask).
+
+    image: ``(1, 3, H, W)`` float in [-1, 1]; mask: ``(1, 1, H, W)`` bool ground truth.
+    """
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32), indexing="ij")
+    cy, cx = height * 0.5 + 2, width * 0.5 - 3
+    if shape == "disk":
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= (min(height, width) * 0.28) ** 2
+    else:
+        mask = ((yy - cy).abs() <= height * 0.22) & ((xx - cx).abs() <= width * 0.3)
+    background = torch.tensor([-0.6, 0.3, -0.2]).view(3, 1, 1)
+    foreground = torch.tensor([0.7, -0.5, 0.4]).view(3, 1, 1)
+    image = torch.where(mask, foreground, background) + 0.08 * torch.randn(3, height, width, generator=g)
+    return image.clamp(-1, 1).unsqueeze(0), mask.view(1, 1, height, width)

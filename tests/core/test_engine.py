@@ -1,0 +1,151 @@
+import pytest
+import torch
+
+import iem
+from iem.config import IEMConfig
+from iem.core.engine import optimize_masks, select_best
+from iem.core.filters import LinearFilter
+from iem.core.inpaint import gaussian_inpainter
+from iem.core.masks import initial_masks
+
+from ..conftest import composite
+
+
+def iou(a, b):
+    return ((a & b).sum() / (a | b).sum()).item()
+
+
+@pytest.mark.parametrize("shape", ["disk", "box"])
+def test_recovers_a_synthetic_object(shape):
+    image, truth = composite(48, 56, seed=3, shape=shape)
+    result = iem.segment_batch(image, IEMConfig.paper(iterations=60), device="cpu")
+    assert iou(result.masks, truth) > 0.9
+
+
+def test_early_exit_gives_the_same_masks_as_every_iteration():
+    images = torch.cat([composite(40, 40, seed=s)[0] for s in range(4)])
+    images = torch.cat([images, torch.rand(2, 3, 40, 40) * 2 - 1])
+    cfg = IEMConfig.paper(iterations=40)
+    fast = iem.segment_batch(images, cfg, device="cpu")
+    slow = iem.segment_batch(images, cfg.replace(early_exit=False), device="cpu")
+    assert torch.equal(fast.masks, slow.masks)
+    assert torch.equal(fast.init, slow.init)
+    assert (fast.iterations <= 40).all() and (slow.iterations == 40).all()
+
+
+def test_two_cycle_parity_is_resolved_exactly():
+    # Synthetic two-cycle: without smoothing and without the boundary restriction, a random image
+    # often flips pixels back and forth; check the early exit against the full run for every
+    # iteration count parity.
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(6, 3, 24, 24, generator=g) * 2 - 1
+    for iterations in (7, 8):
+        cfg = IEMConfig.released(iterations=iterations, smoothing=False, boundary_only=False)
+        filt = LinearFilter.build(24, 24, cfg, torch.float32, "cpu")
+        init = initial_masks(24, 24, (78,)).expand(6, -1, -1, -1).clone()
+        fast, its = optimize_masks(images, init, cfg, filt)
+        slow, _ = optimize_masks(images, init, cfg.replace(early_exit=False), filt)
+        assert torch.equal(fast, slow)
+
+
+def test_masks_do_not_depend_on_the_batch():
+    images = torch.cat([composite(32, 40, seed=s)[0] for s in range(5)])
+    cfg = IEMConfig.paper(iterations=25)
+    whole = iem.segment_batch(images, cfg, device="cpu")
+    for chunk in (1, 2, 3):
+        assert torch.equal(iem.segment_batch(images, cfg, device="cpu", chunk_size=chunk).masks, whole.masks)
+    alone = iem.segment_batch(images[3:4], cfg, device="cpu")
+    assert torch.equal(alone.masks[0], whole.masks[3])
+    assert torch.equal(alone.scores[0], whole.scores[3])
+
+
+def test_result_fields_and_selection():
+    images = torch.cat([composite(40, 40, seed=s)[0] for s in range(3)])
+    r = iem.segment_batch(images, IEMConfig.paper(iterations=10), device="cpu")
+    assert r.masks.shape == (3, 1, 40, 40) and r.masks.dtype == torch.bool
+    assert r.scores.shape == (3,) and torch.isfinite(r.scores).all()
+    assert r.init.dtype == torch.long and ((r.init >= 0) & (r.init < 3)).all()
+    assert r.iterations.shape == (3,)
+    assert select_best(torch.tensor([1.0, 3.0, 2.0, 5.0, 5.0, 0.0]), 3).tolist() == [1, 0]
+
+
+def test_kept_score_is_the_highest_of_the_squares():
+    image, _ = composite(40, 40, seed=1)
+    cfg = IEMConfig.paper(iterations=15)
+    best = iem.segment_batch(image, cfg, device="cpu")
+    for size in cfg.init_sizes:
+        single = iem.segment_batch(image, cfg.replace(init_sizes=(size,)), device="cpu")
+        assert single.scores[0] <= best.scores[0] + 1e-6
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        torch.zeros(1, 3, 32, 32),  # constant image
+        torch.ones(1, 3, 32, 32),
+    ],
+)
+def test_degenerate_images_give_defined_results(image):
+    r = iem.segment_batch(image, IEMConfig.paper(iterations=10), device="cpu")
+    assert torch.isfinite(r.scores).all()
+
+
+def test_single_pixel_object_and_empty_or_full_initial_masks():
+    image = torch.full((1, 3, 32, 32), -1.0)
+    image[..., 16, 16] = 1.0
+    cfg = IEMConfig.released(iterations=10)
+    for fill in (False, True):
+        init = torch.full((1, 1, 32, 32), fill)
+        r = iem.segment_batch(image, cfg, device="cpu", init_masks=init)
+        assert torch.isfinite(r.scores).all()
+    r = iem.segment_batch(image, cfg, device="cpu")
+    assert torch.isfinite(r.scores).all()
+
+
+def test_init_masks_are_used():
+    image, truth = composite(40, 40, seed=2)
+    r = iem.segment_batch(image, IEMConfig.paper(iterations=0), device="cpu", init_masks=truth)
+    assert torch.equal(r.masks, truth) and r.init.tolist() == [0]
+
+
+def test_custom_inpainter_runs_through_autograd():
+    image, truth = composite(40, 40, seed=4)
+    cfg = IEMConfig.released(iterations=30)
+    filt = LinearFilter.build(40, 40, cfg, torch.float32, "cpu")
+    calls = []
+
+    def psi(masked, masks):
+        calls.append(1)
+        return gaussian_inpainter(filt, cfg.epsilon)(masked, masks)
+
+    r = iem.segment_batch(image, cfg, device="cpu", inpainter=psi)
+    assert calls and iou(r.masks, truth) > 0.9
+
+
+def test_autograd_variants_run_end_to_end():
+    image, truth = composite(40, 40, seed=5)
+    for norm, normalizer in (("l2", "size"), ("l1", "marginal")):
+        cfg = IEMConfig.released(iterations=30, numerator_norm=norm, normalizer=normalizer)
+        r = iem.segment_batch(image, cfg, device="cpu")
+        assert torch.isfinite(r.scores).all()
+
+
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (torch.zeros(1, 3, 8, 8), "too small"),
+        (torch.zeros(3, 32, 32), r"\(B, C, H, W\)"),
+        (torch.zeros(1, 3, 32, 32, dtype=torch.uint8), "float"),
+        (torch.full((1, 3, 32, 32), float("nan")), "NaN"),
+    ],
+)
+def test_bad_input_raises_value_error(images, message):
+    with pytest.raises(ValueError, match=message):
+        iem.segment_batch(images, device="cpu")
+
+
+def test_cuda_request_without_gpu_is_an_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="CUDA"):
+        iem.segment_batch(torch.zeros(1, 3, 32, 32), device="cuda")

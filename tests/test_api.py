@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import iem
+from iem.config import IEMConfig
+from iem.imaging import center_crop, resize_shorter, to_tensor, to_uint8, working_size
+
+from .conftest import composite
+
+
+def test_segment_returns_a_mask_at_the_input_resolution():
+    image, truth = composite(96, 150, seed=7)
+    array = ((image[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    mask = iem.segment(array, IEMConfig.released(iterations=40), size=64, device="cpu")
+    assert mask.shape == (96, 150) and mask.dtype == bool
+    gt = truth[0, 0].numpy()
+    assert (mask & gt).sum() / (mask | gt).sum() > 0.85
+    pil = iem.segment(Image.fromarray(array), IEMConfig.released(iterations=40), size=64, device="cpu")
+    assert np.array_equal(pil, mask)
+
+
+def test_segment_reads_a_path_and_accepts_an_initial_mask(tmp_path):
+    image, truth = composite(64, 64, seed=8)
+    path = tmp_path / "x.png"
+    Image.fromarray(to_uint8(image[0])).save(path)
+    mask = iem.segment(path, IEMConfig.released(iterations=0), size=64, device="cpu", init_mask=truth[0, 0].numpy())
+    assert np.array_equal(mask, truth[0, 0].numpy())
+
+
+def test_segment_rejects_bad_arrays():
+    with pytest.raises(ValueError, match="uint8"):
+        iem.segment(np.zeros((10, 10), dtype=np.float32))
+
+
+def test_inpaint_predicts_each_side_from_the_other():
+    image, truth = composite(48, 48, seed=9)
+    out = iem.inpaint(image, truth)
+    assert out.shape == image.shape and torch.isfinite(out).all()
+    # the object's colour is not predictable from the background: large error inside
+    err_inside = (out - image).abs().mean(1, keepdim=True)[truth].mean()
+    assert err_inside > 0.5
+
+
+def test_protocol_helpers():
+    assert working_size(300, 400, 128) == (128, 170)  # longer side truncated like torchvision
+    assert working_size(401, 128, 128) == (401, 128)
+    im = Image.new("RGB", (400, 300))
+    assert resize_shorter(im, 128).size == (170, 128)
+    assert center_crop(resize_shorter(im, 128), 128).size == (128, 128)
+    t = to_tensor(np.array([[[0, 255, 51]]], dtype=np.uint8))
+    assert torch.allclose(t.flatten(), torch.tensor([-1.0, 1.0, -0.6]))
+    assert np.array_equal(to_uint8(t), np.array([[[0, 255, 51]]], dtype=np.uint8))
