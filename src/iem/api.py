@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from iem.config import IEMConfig
-from iem.core.engine import IEMResult, auto_chunk_runs, resolve_device, run_chunk
+from iem.core.engine import IEMResult, auto_chunk_runs, resolve_device, run_chunks, tune_cpu_allocator
 from iem.core.filters import LinearFilter
 from iem.core.inpaint import Inpainter, gaussian_inpainter, inpaint_from_other_region
 from iem.core.masks import initial_masks
@@ -77,23 +77,20 @@ def segment_batch(
         candidates = initial_masks(h, w, config.init_sizes).view(1, -1, h, w)
     runs = 1 if candidates is None else candidates.shape[1]
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        tune_cpu_allocator()
     if chunk_size is None:
         chunk_size = max(1, auto_chunk_runs(h, w, dev) // runs)
     elif chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     filt = LinearFilter.build(h, w, config, images.dtype, dev)
-    parts = []
-    for start in range(0, b, chunk_size):
-        chunk = images[start : start + chunk_size].to(dev)
+
+    def starts(begin: int, end: int) -> torch.Tensor:
         if candidates is None:
-            starts = init_masks[start : start + chunk_size].to(dev, torch.bool)
-        else:
-            starts = candidates.to(dev).expand(chunk.shape[0], -1, -1, -1)
-        result = run_chunk(chunk, starts, config, filt, inpainter)
-        parts.append(IEMResult(*(t.cpu() for t in (result.masks, result.scores, result.init, result.iterations))))
-        if progress is not None:
-            progress(chunk.shape[0])
-    return IEMResult(*(torch.cat(tensors) for tensors in zip(*((p.masks, p.scores, p.init, p.iterations) for p in parts))))
+            return init_masks[begin:end].to(dev, torch.bool)
+        return candidates.to(dev).expand(end - begin, -1, -1, -1)
+
+    return run_chunks(images, starts, config, filt, chunk_size, progress, inpainter)
 
 
 def _load(image: ImageInput) -> Image.Image:

@@ -70,3 +70,13 @@ def test_two_files_and_missing_folders(folders: tuple, tmp_path: Path) -> None:
     assert evaluate_masks(pred / "a.png", gt / "a.bmp").mean("iou") == pytest.approx(1 / 3)
     pairs, problems = match_masks(tmp_path / "nowhere", gt)
     assert pairs == [] and "nowhere: prediction folder not found" in problems[0]
+
+
+def test_segment_output_folder(tmp_path: Path) -> None:
+    pred, gt = tmp_path / "out", tmp_path / "gt"
+    _save(pred / "a.mask.png", TOP_ROW)
+    _save(pred / "a.inpaint.png", TRUTH)  # another output of iem segment: not a prediction
+    _save(gt / "a.png", TRUTH)
+    report = evaluate_masks(pred, gt)
+    assert report.problems == [] and [row.name for row in report.rows] == ["a"]
+    assert report.rows[0].iou == pytest.approx(1 / 3)

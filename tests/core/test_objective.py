@@ -24,7 +24,7 @@ def setup(h=20, w=24, b=3, seed=0, dtype=torch.float64, **kw):
 
 
 def closed_and_autograd(cfg, x, m, filt):
-    closed = objective_gradient(m.to(x.dtype), ImageConstants.compute(x, filt), filt, cfg)
+    closed = objective_gradient(m, ImageConstants.compute(x, filt, cfg.epsilon), filt, cfg)
     auto = objective_gradient_autograd(x, m, gaussian_inpainter(filt, cfg.epsilon), cfg)
     return closed, auto
 

@@ -123,87 +123,99 @@ def objective_gradient_autograd(
 class ImageConstants:
     """What the closed-form gradient reuses at every step for a batch of images.
 
-    ``filtered_images`` is ``K(X)`` and ``filtered_ones`` is ``K(1)``: by linearity of K, the
-    background terms are ``K(X * Mb) = K(X) - K(X * M)`` and ``K(Mb) = K(1) - K(M)``.
+    By linearity of K, the background's psi_K terms follow from the foreground's and these:
+    ``K(X * Mb) + eps * sum(X * Mb) = whole_numerator - [K(X * M) + eps * sum(X * M)]`` and
+    ``K(Mb) + eps * sum(Mb) = whole_denominator - [K(M) + eps * sum(M)]``.
     """
 
     images: torch.Tensor  # (B, C, H, W)
-    filtered_images: torch.Tensor  # (B, C, H, W)
     image_sums: torch.Tensor  # (B, C, 1, 1)
-    filtered_ones: torch.Tensor  # (1, 1, H, W)
+    whole_numerator: torch.Tensor  # (B, C, H, W): K(X) + eps * sum(X)
+    whole_denominator: torch.Tensor  # (1, 1, H, W): K(1) + eps * H * W
 
     @classmethod
-    def compute(cls, images: torch.Tensor, filt: LinearFilter) -> "ImageConstants":
+    def compute(cls, images: torch.Tensor, filt: LinearFilter, epsilon: float) -> "ImageConstants":
         ones = images.new_ones((1, 1) + images.shape[2:])
-        return cls(images, filt(images), images.sum(dim=(2, 3), keepdim=True), filt(ones))
+        sums = images.sum(dim=(2, 3), keepdim=True)
+        return cls(images, sums, filt(images) + epsilon * sums, filt(ones) + epsilon * ones.sum())
 
     def select(self, index: torch.Tensor) -> "ImageConstants":
         """The constants of a subset of the batch."""
-        return ImageConstants(self.images[index], self.filtered_images[index], self.image_sums[index], self.filtered_ones)
+        return ImageConstants(
+            self.images[index], self.image_sums[index], self.whole_numerator[index], self.whole_denominator
+        )
+
+
+def _reciprocal_or_zero(values: torch.Tensor) -> torch.Tensor:
+    # Zero where the source region is empty, matching ``safe_ratio``.
+    return torch.where(values > 0, values.reciprocal(), 0.0)
 
 
 def objective_gradient(
     masks: torch.Tensor, constants: ImageConstants, filt: LinearFilter, config: IEMConfig
 ) -> torch.Tensor:
-    """Closed-form ``dL/dM`` of Eq. 7 with psi_K and the diversity term, ``(B, 1, H, W)``.
+    """Closed-form ``dL/dM`` of Eq. 7 with psi_K and the diversity term (Eq. 10), ``(B, 1, H, W)``.
 
     Agrees with :func:`objective_gradient_autograd` (same guards for empty regions) up to
-    float rounding. Writing ``P = N / D`` for each prediction, the chain rule through
-    ``N = K(X * R) + eps * sum(X * R)`` and ``D = K(R) + eps * sum(R)`` needs only the adjoint
-    ``K^T``; the two predictions' contributions are combined before filtering, so a step costs
-    one forward and one adjoint filtering of ``C + 1`` channels.
+    float rounding. With ``P = N / D`` for each prediction, the chain rule through
+    ``N = K(X * R) + eps * sum(X * R)`` and ``D = K(R) + eps * sum(R)`` needs only ``K^T``.
+    The upstream gradient of the foreground term lives on ``M`` and that of the background
+    term on ``Mb``, so both fit in one ``C + 1``-channel tensor: a step costs one forward and
+    one adjoint filtering of ``C + 1`` channels.
 
     Args:
-        masks: ``(B, 1, H, W)`` float 0/1 foreground.
+        masks: ``(B, 1, H, W)`` bool foreground.
         constants: :class:`ImageConstants` of the same images.
         filt: the filter K.
         config: supplies ``epsilon`` and ``lambda_`` (L1 numerator, size normaliser).
     """
     x = constants.images
     channels = x.shape[1]
-    eps = config.epsilon
+    eps, lam = config.epsilon, config.lambda_
     pixels = masks.shape[2] * masks.shape[3]
+    fg = masks.to(x.dtype)
 
-    num_b, den_b = psi_terms(x * masks, masks, filt, eps)
-    # K(X * Mb) + eps * sum(X * Mb) = [K(X) + eps * sum(X)] - [K(X * M) + eps * sum(X * M)].
-    num_f = constants.filtered_images + eps * constants.image_sums - num_b
-    den_f = constants.filtered_ones + eps * pixels - den_b
-    mask_size = masks.sum(dim=(2, 3), keepdim=True)
-    pred_f = safe_ratio(num_f, den_f)
-    pred_b = safe_ratio(num_b, den_b)
+    stacked = torch.cat((x * fg, fg), dim=1)
+    sums = stacked.sum(dim=(2, 3), keepdim=True)
+    terms = filt(stacked).add_(sums, alpha=eps)
+    num_b, den_b = terms[:, :channels], terms[:, channels:]
+    inv_b = _reciprocal_or_zero(den_b)
+    inv_f = _reciprocal_or_zero(constants.whole_denominator - den_b)
+    res_f = x - (constants.whole_numerator - num_b) * inv_f  # X - P_F
+    res_b = x - num_b * inv_b  # X - P_B
+    err_f = res_f.abs().mean(dim=1, keepdim=True)
+    err_b = res_b.abs().mean(dim=1, keepdim=True)
 
-    background = 1 - masks
-    size_f = mask_size.clamp_min(NORMALIZER_FLOOR)
-    size_b = (pixels - mask_size).clamp_min(NORMALIZER_FLOOR)
-    err_f = (x - pred_f).abs().mean(dim=1, keepdim=True)
-    err_b = (x - pred_b).abs().mean(dim=1, keepdim=True)
-    total_f = (masks * err_f).sum(dim=(2, 3), keepdim=True)
-    total_b = (background * err_b).sum(dim=(2, 3), keepdim=True)
-
-    # Direct dependence on M through the region weights and the normalisers.
+    size = sums[:, channels:]
+    size_f = size.clamp_min(NORMALIZER_FLOOR)
+    size_b = (pixels - size).clamp_min(NORMALIZER_FLOOR)
+    total_f = (fg * err_f).sum(dim=(2, 3), keepdim=True)
+    total_b = ((1 - fg) * err_b).sum(dim=(2, 3), keepdim=True)
+    # Direct dependence on M: the region weights, and the normalisers where the region is non-empty.
     grad = err_f / size_f - err_b / size_b
-    grad = grad - total_f / size_f.square() * (mask_size > NORMALIZER_FLOOR)
-    grad = grad + total_b / size_b.square() * ((pixels - mask_size) > NORMALIZER_FLOOR)
+    grad += total_b / size_b.square() * (pixels - size > NORMALIZER_FLOOR) - total_f / size_f.square() * (
+        size > NORMALIZER_FLOOR
+    )
 
-    # Upstream gradients at the predictions, d term / d P, scaled by the normalisers.
-    up_f = masks * torch.sign(pred_f - x) / (channels * size_f)
-    up_b = background * torch.sign(pred_b - x) / (channels * size_b)
-    # Through P = N / D: dP/dN = 1/D, dP/dD = -P/D (zero where D = 0, as in safe_ratio).
-    inv_f = safe_ratio(torch.ones_like(den_f), den_f)
-    inv_b = safe_ratio(torch.ones_like(den_b), den_b)
-    # The foreground prediction depends on -M through both N and D, the background one on +M.
-    a = up_b * inv_b - up_f * inv_f
-    b = -(up_b * pred_b).sum(dim=1, keepdim=True) * inv_b + (up_f * pred_f).sum(dim=1, keepdim=True) * inv_f
-    ab = torch.cat((a, b), dim=1)
-    back = filt.adjoint(ab) + eps * ab.sum(dim=(2, 3), keepdim=True)
-    grad = grad + (x * back[:, :-1]).sum(dim=1, keepdim=True) + back[:, -1:]
+    # Upstream gradient at the numerators: sign(X - P) / (C |R| D), with the sign of the term.
+    inside = masks
+    weight = torch.where(inside, inv_f / (channels * size_f), -inv_b / (channels * size_b))
+    selected = torch.where(inside, res_f, res_b)
+    upstream_num = torch.sign(selected).mul_(weight)
+    # At the denominators: -sum_c upstream_num * P, with P = X - residual.
+    upstream_den = (upstream_num * selected.sub_(x)).sum(dim=1, keepdim=True)
+    upstream = torch.cat((upstream_num, upstream_den), dim=1)
+    back = filt.adjoint(upstream).add_(upstream.sum(dim=(2, 3), keepdim=True), alpha=eps)
+    pixel_weights = back[:, :channels]
 
-    if config.lambda_:
-        # The mean's own derivative cancels (the region's deviations sum to zero), leaving
-        # d div / dM_p = |X_p - mu_F|^2 - |X_p - mu_B|^2.
-        dev_f = (x - region_mean(x, masks)).square().sum(dim=1, keepdim=True)
-        dev_b = (x - region_mean(x, background)).square().sum(dim=1, keepdim=True)
-        grad = grad - config.lambda_ * (dev_f - dev_b)
+    if lam:
+        # d div / dM_p = sum_c (X_p - mu_F)^2 - (X_p - mu_B)^2 (the means' own derivatives
+        # cancel): linear in X_p, so it folds into the per-channel weights of X.
+        mu_f = sums[:, :channels] / size.clamp_min(1.0)
+        mu_b = (constants.image_sums - sums[:, :channels]) / (pixels - size).clamp_min(1.0)
+        pixel_weights.sub_(2 * lam * (mu_b - mu_f))
+        grad -= lam * (mu_f.square() - mu_b.square()).sum(dim=1, keepdim=True)
+    grad += (x * pixel_weights).sum(dim=1, keepdim=True) + back[:, channels:]
     return grad
 
 

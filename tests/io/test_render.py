@@ -1,0 +1,50 @@
+"""The output pictures: values, modes and sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iem.io.render import OVERLAY_COLOR, cutout_image, inpainting_image, mask_image, overlay_image
+
+
+@pytest.fixture
+def photo_and_mask():
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    mask = np.zeros((6, 10), bool)
+    mask[2:5, 3:8] = True
+    return Image.fromarray(pixels), mask
+
+
+def test_mask_is_8_bit_0_255(photo_and_mask) -> None:
+    _, mask = photo_and_mask
+    image = mask_image(mask)
+    assert image.mode == "L" and image.size == (10, 6)
+    assert np.array_equal(np.asarray(image), np.where(mask, 255, 0))
+
+
+def test_cutout_keeps_the_foreground_opaque(photo_and_mask) -> None:
+    photo, mask = photo_and_mask
+    cut = np.asarray(cutout_image(photo, mask))
+    assert cut.shape == (6, 10, 4)
+    assert np.array_equal(cut[..., :3], np.asarray(photo))
+    assert np.array_equal(cut[..., 3], np.where(mask, 255, 0))
+
+
+def test_overlay_tints_the_foreground_and_dims_the_rest(photo_and_mask) -> None:
+    photo, mask = photo_and_mask
+    over = np.asarray(overlay_image(photo, mask), dtype=np.float64)
+    original = np.asarray(photo, dtype=np.float64)
+    tint = np.asarray(OVERLAY_COLOR, dtype=np.float64)
+    # Foreground moved towards the tint, background darker.
+    assert (np.abs(over[mask] - tint).sum(axis=1) <= np.abs(original[mask] - tint).sum(axis=1) + 1).all()
+    assert (over[~mask] <= original[~mask] + 0.5).all()
+    with pytest.raises(ValueError, match="does not match"):
+        overlay_image(photo, mask[:, :5])
+
+
+def test_inpainting_is_resized_to_the_photo() -> None:
+    small = np.zeros((3, 5, 3), np.uint8)
+    assert inpainting_image(small, (10, 6)).size == (10, 6)
+    assert inpainting_image(small, (5, 3)).size == (5, 3)

@@ -1,0 +1,97 @@
+"""Edge-aware upsampling: the box filter, the guided filter, and masks that follow the photo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from iem.io.upsample import box_filter, guided_filter, upsample_mask
+from tests.io.samples import synthetic_photo
+
+
+def _brute_box(x: np.ndarray, r: int) -> np.ndarray:
+    out = np.empty(x.shape, dtype=np.float64)
+    h, w = x.shape[:2]
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = x[max(0, i - r) : i + r + 1, max(0, j - r) : j + r + 1].mean(axis=(0, 1))
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    channels=st.sampled_from([None, 3]),
+    r=st.integers(0, 5),
+    seed=st.integers(0, 2**16),
+)
+def test_box_filter_matches_the_windowed_mean(h: int, w: int, channels, r: int, seed: int) -> None:
+    shape = (h, w) if channels is None else (h, w, channels)
+    x = np.random.default_rng(seed).normal(size=shape)
+    assert np.allclose(box_filter(x, r), _brute_box(x, r))
+
+
+def test_guided_filter_keeps_constants_and_follows_the_guide() -> None:
+    rng = np.random.default_rng(0)
+    guide = rng.uniform(size=(20, 30, 3))
+    assert np.allclose(guided_filter(guide, np.full((20, 30), 0.7), 3, 1e-3), 0.7)
+    # Filtering a channel of the guide by the guide itself, with a tiny eps, gives it back.
+    assert np.allclose(guided_filter(guide, guide[..., 1], 2, 1e-8), guide[..., 1], atol=1e-4)
+
+
+def _low_res(mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    soft = Image.fromarray(mask.astype(np.float32), "F").resize((width, height), Image.BILINEAR)
+    return np.asarray(soft) >= 0.5
+
+
+@pytest.mark.parametrize("size", [(1024, 768), (180, 135)])
+def test_guided_mask_follows_the_photo_edges(size) -> None:
+    # A large photo (coefficients on a coarser grid) and one close to the mask's size (full grid).
+    photo, truth = synthetic_photo(*size, seed=3)
+    low = _low_res(truth, 128, 96)
+    errors = {m: int((upsample_mask(low, photo, m) != truth).sum()) for m in ("nearest", "bilinear", "guided")}
+    assert errors["bilinear"] > 0 and errors["nearest"] > 0
+    assert errors["guided"] <= 0.02 * errors["bilinear"], errors
+
+
+def test_methods_shapes_and_values() -> None:
+    photo = Image.new("RGB", (8, 4))
+    mask = np.array([[0, 1, 1, 0], [0, 1, 1, 0]], dtype=bool)
+    nearest = upsample_mask(mask, photo, "nearest")
+    assert nearest.dtype == bool and nearest.shape == (4, 8)
+    assert np.array_equal(nearest, np.kron(mask, np.ones((2, 2), bool)))
+    assert upsample_mask(mask, photo, "bilinear").shape == (4, 8)
+    assert upsample_mask(mask.astype(np.float32) * 0.9, photo, "guided").shape == (4, 8)
+    with pytest.raises(ValueError, match="unknown upsampling"):
+        upsample_mask(mask, photo, "bicubic")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mask must be"):
+        upsample_mask(np.zeros((1, 2, 4)), photo)
+
+
+def test_guided_beats_bilinear_on_real_photos(shared_data) -> None:
+    """GrabCut ground truth shrunk to 128 px and brought back: guided must score higher IoU.
+
+    Measured on all 50 GrabCut images and 25 horses: nearest 97.4, bilinear 97.9, guided 98.1
+    (docs/cli.md); this checks the first 20 GrabCut photos.
+    """
+    from iem.imaging import working_size
+
+    masks = sorted((shared_data / "grabcut" / "masks").glob("*.png"))[:20]
+    if not masks:
+        pytest.skip("GrabCut masks not found")
+    scores = {"bilinear": [], "guided": []}
+    for mask_path in masks:
+        [image_path] = list((shared_data / "grabcut" / "images").glob(mask_path.stem + ".*"))
+        photo = Image.open(image_path).convert("RGB")
+        truth = np.asarray(Image.open(mask_path)) > 127
+        h, w = working_size(photo.height, photo.width, 128)
+        low = _low_res(truth, w, h)
+        for method in scores:
+            up = upsample_mask(low, photo, method)
+            scores[method].append((up & truth).sum() / (up | truth).sum())
+    assert np.mean(scores["guided"]) > np.mean(scores["bilinear"]) + 0.001, {k: np.mean(v) for k, v in scores.items()}
+    assert np.mean(np.array(scores["guided"]) >= np.array(scores["bilinear"])) >= 0.7
