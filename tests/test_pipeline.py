@@ -214,3 +214,37 @@ def test_shipped_sample_photos(tmp_path: Path) -> None:
     bright = cell > np.median(cell) + 4 * cell.std()
     mask = np.asarray(Image.open(tmp_path / "cell.mask.png")) == 255
     assert mask[bright].mean() > 0.99 and mask.sum() < 2 * bright.sum()
+
+
+def test_reading_runs_ahead_of_computing_by_a_bounded_amount(tmp_path: Path, monkeypatch) -> None:
+    """Streaming: however many files there are, only a few are read ahead of the segmenter."""
+    import time
+
+    import iem.pipeline as pipeline
+
+    count, batch_size = 30, 2
+    (tmp_path / "in").mkdir()
+    for i in range(count):
+        synthetic_photo(40, 30, seed=i)[0].save(tmp_path / "in" / f"{i:02d}.png")
+    reads, ahead = [], []
+    real_read = pipeline.read_file_bytes
+    real_soft = pipeline.Segmenter.soft_masks
+    computed = [0]
+
+    def counting_read(*args, **kwargs):
+        reads.append(1)
+        return real_read(*args, **kwargs)
+
+    def slow_soft(self, images):
+        time.sleep(0.05)  # give the reader every chance to run ahead
+        ahead.append(len(reads) - computed[0])
+        computed[0] += images.shape[0]
+        return real_soft(self, images)
+
+    monkeypatch.setattr(pipeline, "read_file_bytes", counting_read)
+    monkeypatch.setattr(pipeline.Segmenter, "soft_masks", slow_soft)
+    summary = segment_files(tmp_path / "in", tmp_path / "out", FAST, size=SIZE, batch_size=batch_size, progress=False)
+    assert summary.segmented == count and len(reads) == count
+    # In flight (one shape): the batch being computed, the reader queue (batch_size), a partial
+    # group (batch_size - 1), one in the reader's hands; an unbounded reader would reach 30.
+    assert max(ahead) <= 3 * batch_size, ahead

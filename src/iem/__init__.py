@@ -2,14 +2,25 @@
 
 The public surface::
 
-    from iem import IEMConfig, IEMResult, segment, segment_batch, inpaint, metrics
+    from iem import IEMConfig, IEMResult, segment, segment_batch, inpaint, metrics, segment_files
 """
 
 from iem import metrics
 from iem.api import inpaint, segment, segment_batch
 from iem.config import IEMConfig
 from iem.core.engine import IEMResult
+from iem.pipeline import RunSummary, segment_files
 
 __version__ = "0.1.0"
 
-__all__ = ["IEMConfig", "IEMResult", "inpaint", "metrics", "segment", "segment_batch", "__version__"]
+__all__ = [
+    "IEMConfig",
+    "IEMResult",
+    "RunSummary",
+    "inpaint",
+    "metrics",
+    "segment",
+    "segment_batch",
+    "segment_files",
+    "__version__",
+]

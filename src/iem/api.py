@@ -81,6 +81,8 @@ def segment_batch(
         tune_cpu_allocator()
     if chunk_size is None:
         chunk_size = max(1, auto_chunk_runs(h, w, dev) // runs)
+        if dev.type == "cpu":  # at least one chunk per thread
+            chunk_size = min(chunk_size, -(-b // torch.get_num_threads()))
     elif chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     filt = LinearFilter.build(h, w, config, images.dtype, dev)

@@ -48,3 +48,25 @@ def test_inpainting_is_resized_to_the_photo() -> None:
     small = np.zeros((3, 5, 3), np.uint8)
     assert inpainting_image(small, (10, 6)).size == (10, 6)
     assert inpainting_image(small, (5, 3)).size == (5, 3)
+
+
+def test_outputs_are_named_after_the_input_and_written_whole(tmp_path, photo_and_mask) -> None:
+    from pathlib import PurePath
+
+    from iem.io.outputs import OUTPUTS, output_paths, render_output, write_outputs
+
+    photo, mask = photo_and_mask
+    targets = output_paths(tmp_path, PurePath("trip/day1/a.jpeg"), list(OUTPUTS))
+    assert {k: p.relative_to(tmp_path).as_posix() for k, p in targets.items()} == {
+        "mask": "trip/day1/a.mask.png",
+        "cutout": "trip/day1/a.cutout.png",
+        "overlay": "trip/day1/a.overlay.jpg",
+        "inpaint": "trip/day1/a.inpaint.png",
+    }
+    write_outputs(targets, photo, mask, np.zeros((3, 5, 3), np.uint8))
+    modes = {kind: Image.open(path).mode for kind, path in targets.items()}
+    assert modes == {"mask": "L", "cutout": "RGBA", "overlay": "RGB", "inpaint": "RGB"}
+    with pytest.raises(ValueError, match="needs the inpainting result"):
+        render_output("inpaint", photo, mask, None)
+    with pytest.raises(ValueError, match="unknown output"):
+        render_output("sketch", photo, mask, None)

@@ -95,3 +95,18 @@ def test_guided_beats_bilinear_on_real_photos(shared_data) -> None:
             scores[method].append((up & truth).sum() / (up | truth).sum())
     assert np.mean(scores["guided"]) > np.mean(scores["bilinear"]) + 0.001, {k: np.mean(v) for k, v in scores.items()}
     assert np.mean(np.array(scores["guided"]) >= np.array(scores["bilinear"])) >= 0.7
+
+
+def test_flat_blocks_shortcut_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks far from the mask boundary are filled without the photo; the result is the same."""
+    import iem.io.upsample as upsample
+
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray(rng.integers(0, 256, (700, 900, 3), dtype=np.uint8))
+    low = np.zeros((100, 128), bool)
+    low[20:70, 30:90] = True
+    low[80:95, 5:20] = rng.uniform(size=(15, 15)) > 0.5
+    fast = upsample_mask(low, photo)
+    monkeypatch.setattr(upsample, "_FLAT", -1.0)  # no block counts as flat: every pixel computed
+    assert np.array_equal(fast, upsample_mask(low, photo))
+    assert fast[:100, 800:].sum() == 0 and fast[250:400, 350:550].all()

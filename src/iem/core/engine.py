@@ -228,7 +228,8 @@ def run_chunks(
     """:func:`run_chunk` over consecutive chunks of ``images``, results gathered on the CPU.
 
     On CPU the chunks run concurrently, one per torch thread, each chunk single-threaded:
-    a step's operations are too small to split well across threads, whole chunks are not.
+    a step's operations are too small to split well across threads (and threads that wait
+    on each other collapse on a busy machine), whole chunks are not.
     Results do not depend on this: every image is computed on its own.
 
     Args:
@@ -249,8 +250,9 @@ def run_chunks(
     workers = min(torch.get_num_threads(), len(spans)) if device.type == "cpu" else 1
     parts = []
     with contextlib.ExitStack() as stack:
-        if workers > 1:
+        if device.type == "cpu":
             stack.enter_context(_torch_threads(1))
+        if workers > 1:
             results = stack.enter_context(ThreadPoolExecutor(workers)).map(work, spans)
         else:
             results = map(work, spans)

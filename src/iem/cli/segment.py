@@ -1,0 +1,363 @@
+"""``iem segment``: segment photos, folders and globs; a thin shell over :func:`iem.pipeline.segment_files`.
+
+Every field of :class:`iem.IEMConfig` is an option, generated from the dataclass itself
+(:func:`config_options`), so a new setting reaches the command line without editing this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+
+import click
+
+from iem.config import PRESETS, IEMConfig
+from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError
+from iem.io.upsample import UPSAMPLE_METHODS
+from iem.pipeline import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SIZE,
+    MIN_SIZE,
+    OUTPUTS,
+    SUMMARY_JSON,
+    Failure,
+    OutputFolderError,
+    segment_bytes,
+    segment_files,
+)
+
+#: Prefix of the Python names the generated options are stored under.
+_CONFIG_DEST = "cfg_"
+_DEVICES = ("auto", "cpu", "cuda")
+_ALL_OUTPUTS = "all"
+
+
+# --------------------------------------------------------------------------------------------
+# IEMConfig fields as options
+# --------------------------------------------------------------------------------------------
+
+
+class IntList(click.ParamType):
+    """A comma-separated list of integers, e.g. ``44,78,92``."""
+
+    name = "N,N,..."
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            items = tuple(int(part) for part in str(value).split(",") if part.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
+        if not items:
+            self.fail("give at least one integer", param, ctx)
+        return items
+
+
+def option_name(field_name: str) -> str:
+    """``lambda_`` -> ``--lambda``, ``init_sizes`` -> ``--init-sizes``."""
+    return "--" + field_name.rstrip("_").replace("_", "-")
+
+
+def _field_docs() -> Dict[str, str]:
+    """One sentence-or-so of help per field, from the ``Attributes:`` section of IEMConfig."""
+    docs: Dict[str, str] = {}
+    current = None
+    in_attributes = False
+    for line in (IEMConfig.__doc__ or "").splitlines():
+        stripped = line.strip()
+        if stripped == "Attributes:":
+            in_attributes = True
+            continue
+        if not in_attributes:
+            continue
+        match = re.match(r"^(\w+): (.*)$", stripped)
+        if match and match.group(1) in {f.name for f in dataclasses.fields(IEMConfig)}:
+            current = match.group(1)
+            docs[current] = match.group(2)
+        elif stripped and current is not None:
+            docs[current] += " " + stripped
+        elif not stripped and current is not None and docs:
+            current = None
+    return docs
+
+
+def _show(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _option_for(field: dataclasses.Field, hint: Any, doc: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    presets = {name: getattr(IEMConfig.preset(name), field.name) for name in PRESETS}
+    if len(set(presets.values())) == 1:
+        defaults = f"default: {_show(next(iter(presets.values())))}"
+    else:
+        defaults = "; ".join(f"{name}: {_show(value)}" for name, value in presets.items())
+    doc = doc.replace("``", "")
+    help_text = f"{doc} [{defaults}]" if doc else f"IEMConfig.{field.name} [{defaults}]"
+    name = option_name(field.name)
+    dest = _CONFIG_DEST + field.name
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        return click.option(f"{name}/--no-{name[2:]}", dest, default=None, help=help_text)
+    if origin is typing.Literal:
+        return click.option(name, dest, type=click.Choice([str(v) for v in typing.get_args(hint)]), help=help_text)
+    if origin is tuple:
+        return click.option(name, dest, type=IntList(), help=help_text)
+    if hint in (int, float, str):
+        return click.option(name, dest, type=hint, help=help_text)
+    raise TypeError(f"IEMConfig.{field.name}: no command-line type for {hint!r}")
+
+
+def config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator adding one option per :class:`IEMConfig` field (defaults come from ``--preset``)."""
+    hints = typing.get_type_hints(IEMConfig)
+    docs = _field_docs()
+    for field in reversed(dataclasses.fields(IEMConfig)):
+        command = _option_for(field, hints[field.name], docs.get(field.name, ""))(command)
+    return command
+
+
+def config_from_options(preset: str, values: Mapping[str, Any]) -> IEMConfig:
+    """The preset with the options that were given on top.
+
+    Raises:
+        click.UsageError: an invalid combination (exit status 2).
+    """
+    overrides = {
+        field.name: values[_CONFIG_DEST + field.name]
+        for field in dataclasses.fields(IEMConfig)
+        if values.get(_CONFIG_DEST + field.name) is not None
+    }
+    try:
+        return IEMConfig.preset(preset, **overrides)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+
+
+def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tuple[str, ...]:
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if names == [_ALL_OUTPUTS]:
+        return tuple(OUTPUTS)
+    unknown = [name for name in names if name not in OUTPUTS]
+    if unknown or not names:
+        raise click.BadParameter(f"choose from {', '.join(OUTPUTS)} (comma-separated) or '{_ALL_OUTPUTS}'")
+    return tuple(dict.fromkeys(names))
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------
+
+
+@click.command("segment", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("inputs", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    help="Output folder; it mirrors the input tree. Not used with '-'.",
+)
+@click.option(
+    "--outputs",
+    default="mask",
+    show_default=True,
+    callback=_parse_outputs,
+    help="Comma-separated: mask (PNG 0/255), cutout (RGBA PNG), overlay (JPEG), inpaint (PNG), or 'all'.",
+)
+@click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True, help="Base settings.")
+@click.option(
+    "--size",
+    type=click.IntRange(min=MIN_SIZE),
+    default=DEFAULT_SIZE,
+    show_default=True,
+    help="Working resolution: the shorter side, in pixels.",
+)
+@click.option("--device", type=click.Choice(_DEVICES), default="auto", show_default=True, help="Where to compute.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Images of the same working shape segmented together.",
+)
+@click.option(
+    "--upsample",
+    type=click.Choice(UPSAMPLE_METHODS),
+    default="guided",
+    show_default=True,
+    help="How masks return to full resolution: guided (edge-aware), bilinear or nearest.",
+)
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    help="Refuse images with more pixels (decompression-bomb guard).",
+)
+@click.option("--overwrite", is_flag=True, help="Rewrite existing outputs (by default they are skipped: resume).")
+@click.option(
+    "--json",
+    "json_summary",
+    is_flag=True,
+    help=f"Print the run summary as JSON on stdout and save it as OUT/{SUMMARY_JSON}.",
+)
+@click.option(
+    "--model",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Checkpoint of a trained network (iem train): its masks replace IEM's.",
+)
+@click.option("--refine", is_flag=True, help="With --model: run IEM starting from the network's masks.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line (failures are still printed).")
+@config_options
+@click.pass_context
+def segment(
+    ctx: click.Context,
+    inputs: Sequence[str],
+    out_dir: Optional[Path],
+    outputs: Tuple[str, ...],
+    preset: str,
+    size: int,
+    device: str,
+    batch_size: int,
+    upsample: str,
+    max_pixels: int,
+    overwrite: bool,
+    json_summary: bool,
+    model: Optional[Path],
+    refine: bool,
+    quiet: bool,
+    **config_values: Any,
+) -> None:
+    """Segment the foreground of photos with IEM.
+
+    INPUTS are image files, folders (walked recursively) and glob patterns ('**' spans
+    folders). Each image gets OUT/<its path>.mask.png at its original resolution (plus
+    .cutout.png, .overlay.jpg, .inpaint.png as chosen with --outputs). Outputs that exist are
+    skipped, so an interrupted run is finished by running it again. A bad input costs one line
+    on stderr and in OUT/failures.log; the others go on. Exit status: 0 all done, 1 some
+    inputs failed, 2 usage error.
+
+    Every IEM setting below --quiet can be given; the others come from --preset.
+
+    \b
+    Examples:
+      iem segment photo.jpg -o out/
+      iem segment photos/ -o masks/ --outputs mask,cutout,overlay
+      iem segment 'shoots/**/*.jpg' -o out/ --device cuda --batch-size 64
+      iem segment photos/ -o out/ --preset released --iterations 100 --no-smoothing
+      iem segment - < photo.jpg > mask.png
+      iem segment photos/ -o out/ --model segnet.pt --refine --json
+    """
+    config = config_from_options(preset, config_values)
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.BadParameter("CUDA was requested but no CUDA GPU is available", param_hint="'--device'")
+    if refine and model is None:
+        raise click.UsageError("--refine needs --model: it starts IEM from the network's masks")
+    if "-" in inputs:
+        _segment_stdin(ctx, inputs, out_dir, outputs, config, size, device, upsample, max_pixels, model, refine)
+        return
+    if out_dir is None:
+        raise click.UsageError("missing the output folder: give -o/--out")
+
+    def print_failure(failure: Failure) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(failure.line(), file=sys.stderr)
+
+    try:
+        summary = segment_files(
+            list(inputs),
+            out_dir,
+            config=config,
+            size=size,
+            device=device,
+            outputs=outputs,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            progress=not quiet,
+            model=model,
+            refine=refine,
+            upsample=upsample,  # type: ignore[arg-type]
+            max_pixels=max_pixels,
+            on_failure=print_failure,
+            write_summary=json_summary,
+        )
+    except OutputFolderError as err:
+        click.echo(str(err), err=True)
+        ctx.exit(1)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    except Exception as err:
+        _model_error(err, model)
+        raise
+    if json_summary:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    if not quiet:
+        click.echo(summary.line(), err=True)
+    ctx.exit(summary.exit_code)
+
+
+def _model_error(err: Exception, model: Optional[Path]) -> None:
+    """A checkpoint that cannot be loaded is a bad --model value (exit 2), not a crash."""
+    if model is None:
+        return
+    try:
+        from iem.segnet import CheckpointError
+    except ImportError:
+        return
+    if isinstance(err, CheckpointError):
+        raise click.BadParameter(str(err), param_hint="'--model'") from None
+
+
+def _segment_stdin(
+    ctx: click.Context,
+    inputs: Sequence[str],
+    out_dir: Optional[Path],
+    outputs: Tuple[str, ...],
+    config: IEMConfig,
+    size: int,
+    device: str,
+    upsample: str,
+    max_pixels: int,
+    model: Optional[Path],
+    refine: bool,
+) -> None:
+    """``-``: one image from stdin, its PNG mask to stdout."""
+    if len(inputs) > 1:
+        raise click.UsageError("'-' (stdin) cannot be combined with other inputs")
+    if out_dir is not None:
+        raise click.UsageError("'-' writes the mask to stdout: drop -o/--out")
+    if outputs != ("mask",):
+        raise click.UsageError("'-' writes only the mask: drop --outputs")
+    stdout = click.get_binary_stream("stdout")
+    if stdout.isatty():
+        raise click.UsageError("refusing to write a PNG to the terminal: redirect stdout (iem segment - < in.jpg > mask.png)")
+    from iem.io.render import mask_image
+
+    data = click.get_binary_stream("stdin").read()
+    try:
+        mask = segment_bytes(
+            data, config, size, device, model, refine, upsample=upsample, max_pixels=max_pixels  # type: ignore[arg-type]
+        )
+    except ImageReadError as err:
+        click.echo(str(err), err=True)
+        ctx.exit(1)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    except Exception as err:
+        _model_error(err, model)
+        raise
+    buffer = io.BytesIO()
+    mask_image(mask).save(buffer, format="PNG")
+    stdout.write(buffer.getvalue())
+    stdout.flush()

@@ -1,0 +1,643 @@
+"""Files in, masks out: the library function behind ``iem segment``.
+
+:func:`segment_files` streams any number of photos through IEM:
+
+1. a reader thread walks the inputs lazily (:func:`iem.io.iter_inputs`), skips images whose
+   outputs already exist, reads each file's bytes and decodes a small working copy (shorter
+   side ``size``, bilinear and antialiased, the whole field of view);
+2. the calling thread groups images of the same working shape into batches (a batch is one
+   tensor) and runs IEM on them (:func:`iem.segment_batch`, paper section 3.2), or the phase-2
+   network (section 3.3);
+3. writer threads decode the full-resolution photo again from the bytes in memory, bring the
+   mask back to it with the guided filter (:func:`iem.io.upsample_mask`) and write the chosen
+   outputs atomically.
+
+Queues between the stages are bounded, so memory does not grow with the number of files, and
+decoding and writing overlap computation. Each image's mask depends only on that image and the
+settings, never on the batch it shared: runs are deterministic and a resumed run finishes with
+the same files an uninterrupted one would have written. A bad input costs one line in the
+report and in ``failures.log``; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePath
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import iem
+from iem.api import inpaint, segment_batch
+from iem.config import IEMConfig
+from iem.core.engine import resolve_device
+from iem.imaging import to_uint8
+from iem.io.outputs import OUTPUTS, output_paths, write_outputs
+from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, read_file_bytes, read_image
+from iem.io.upsample import UPSAMPLE_METHODS, THRESHOLD, UpsampleMethod, upsample_mask
+from iem.io.walk import InputFile, InputProblem, iter_inputs
+from iem.io.working import MAX_ASPECT_RATIO, MIN_INPUT_SIDE, working_image
+from iem.io.write import StaleTemporaries, append_line, write_text
+
+PathLike = Union[str, os.PathLike]
+
+#: Default working resolution: the shorter side, in pixels (the paper's 128).
+DEFAULT_SIZE = 128
+#: Smallest working resolution accepted: IEM's filter and initial squares need room.
+MIN_SIZE = 16
+#: Images grouped into one tensor; the engine splits it further into chunks that fit memory.
+DEFAULT_BATCH_SIZE = 16
+#: Up to this many batches' worth of images wait in memory between the reader, the grouping
+#: by shape and the writers; it bounds memory whatever the number of files.
+PENDING_BATCHES = 2
+#: Threads that decode full-resolution photos and write outputs (CPU-bound, run in parallel).
+MAX_WRITERS = 4
+
+#: File names in the output folder.
+FAILURES_LOG = "failures.log"
+SUMMARY_JSON = "summary.json"
+
+FailureCallback = Callable[["Failure"], None]
+
+
+class OutputFolderError(OSError):
+    """The output folder cannot be created or written; ``str(err)`` is one line."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One input that produced no (or not all) outputs."""
+
+    path: str
+    reason: str
+
+    def line(self) -> str:
+        """The one-line report: ``<file>: <reason>``."""
+        return f"{self.path}: {self.reason}"
+
+
+@dataclass
+class RunSummary:
+    """What a :func:`segment_files` run did.
+
+    Attributes:
+        out_dir: the output folder.
+        segmented: images segmented and written.
+        skipped: images whose outputs all existed already (resume).
+        failures: inputs that failed, with their reasons.
+        seconds: wall-clock time of the run.
+        settings: every setting of the run (JSON-friendly).
+    """
+
+    out_dir: Optional[str]
+    segmented: int = 0
+    skipped: int = 0
+    failures: List[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    settings: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        """How many inputs failed."""
+        return len(self.failures)
+
+    @property
+    def total(self) -> int:
+        """Inputs seen: segmented + skipped + failed."""
+        return self.segmented + self.skipped + self.failed
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every input succeeded (or was already done), 1 when some failed."""
+        return 1 if self.failures else 0
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of a run."""
+        rate = self.segmented / self.seconds if self.seconds > 0 else 0.0
+        text = (
+            f"{self.total} inputs in {self.seconds:.1f} s: {self.segmented} segmented ({rate:.2f} images/s), "
+            f"{self.skipped} already done, {self.failed} failed"
+        )
+        if self.out_dir is not None:
+            text += f"; outputs in {self.out_dir}"
+            if self.failures:
+                text += f", failures listed in {Path(self.out_dir) / FAILURES_LOG}"
+        return text
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The summary as JSON-friendly data (counts, failures, settings, timing)."""
+        return {
+            "counts": {"total": self.total, "segmented": self.segmented, "skipped": self.skipped, "failed": self.failed},
+            "failures": [{"path": f.path, "reason": f.reason} for f in self.failures],
+            "settings": self.settings,
+            "timing": {
+                "seconds": round(self.seconds, 3),
+                "images_per_second": round(self.segmented / self.seconds, 3) if self.seconds > 0 else 0.0,
+            },
+            "out_dir": self.out_dir,
+            "exit_code": self.exit_code,
+        }
+
+
+def check_output_folder(out_dir: PathLike) -> Path:
+    """Create ``out_dir`` if needed and make sure files can be written in it.
+
+    Raises:
+        OutputFolderError: with a one-line reason.
+    """
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as err:
+        raise OutputFolderError(f"{out}: cannot write to the output folder ({err.strerror or err})") from None
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Working images and the computation
+# --------------------------------------------------------------------------------------------
+
+
+class Segmenter:
+    """The computation on working-resolution batches: IEM, or the phase-2 network (+ IEM).
+
+    Args:
+        config: IEM settings.
+        device: where to compute (``"auto"``, ``"cpu"``, ``"cuda"``).
+        model: path of a trained network checkpoint (``iem train``), or None for IEM alone.
+        refine: with a model, start IEM from the network's masks instead of the squares.
+    """
+
+    def __init__(
+        self, config: IEMConfig, device: str = "auto", model: Optional[PathLike] = None, refine: bool = False
+    ) -> None:
+        if refine and model is None:
+            raise ValueError("refine needs a model: it starts IEM from the network's masks")
+        self.config = config
+        self.device = resolve_device(device)
+        self.refine = refine
+        self.network: Optional[torch.nn.Module] = None
+        self._predict: Optional[Callable[..., torch.Tensor]] = None
+        if model is not None:
+            from iem.segnet import load_model, predict
+
+            self.network = load_model(model, self.device)
+            self._predict = predict
+
+    def soft_masks(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, h, w)`` foreground masks in [0, 1] for ``(B, 3, h, w)`` images in [-1, 1].
+
+        IEM's masks are binary; the network alone gives probabilities, which the guided
+        upsampling uses as they are.
+        """
+        if self.network is None:
+            return segment_batch(images, self.config, self.device).masks.float()
+        assert self._predict is not None
+        # predict() resizes to the network's 128x128 input and its output back to (h, w).
+        probabilities = self._predict(self.network, images).float().cpu()
+        if not self.refine:
+            return probabilities
+        init = probabilities >= THRESHOLD
+        return segment_batch(images, self.config, self.device, init_masks=init).masks.float()
+
+    def inpainted(self, images: torch.Tensor, masks: torch.Tensor) -> List[np.ndarray]:
+        """Each image inpainted from the other region (``iem.inpaint``), as uint8 arrays."""
+        result = inpaint(images, masks >= THRESHOLD, self.config)
+        return [to_uint8(picture) for picture in result]
+
+
+def _batch_tensor(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    stacked = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
+    return stacked * (2.0 / 255.0) - 1.0  # same mapping as iem.imaging.to_tensor
+
+
+def segment_bytes(
+    data: bytes,
+    config: Optional[IEMConfig] = None,
+    size: int = DEFAULT_SIZE,
+    device: str = "auto",
+    model: Optional[PathLike] = None,
+    refine: bool = False,
+    *,
+    upsample: UpsampleMethod = "guided",
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    name: str = "<stdin>",
+) -> np.ndarray:
+    """Segment one encoded image (e.g. read from stdin) exactly like :func:`segment_files` does.
+
+    Returns:
+        ``(H, W)`` bool mask at the image's full resolution.
+
+    Raises:
+        ImageReadError: the bytes are not a usable image.
+    """
+    config = config or IEMConfig.paper()
+    _check_size(size, config)
+    segmenter = Segmenter(config, device, model, refine)
+    small = read_image(data, max_pixels=max_pixels, min_side=size, name=name)
+    soft = segmenter.soft_masks(_batch_tensor([working_image(small, size, name)]))[0, 0].numpy()
+    photo = read_image(data, max_pixels=max_pixels, name=name)
+    return upsample_mask(soft, photo, upsample)
+
+
+# --------------------------------------------------------------------------------------------
+# The streaming run
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    """An image on its way: bytes of the file, working copy, outputs still to write."""
+
+    item: InputFile
+    targets: Dict[str, Path]
+    data: bytes
+    working: np.ndarray
+
+
+@dataclass
+class _Result:
+    job: _Job
+    soft: np.ndarray
+    inpainted: Optional[np.ndarray]
+
+
+_END = object()
+
+
+class _Report:
+    """Counts, the progress bar, failure lines and the failures log; shared by all threads."""
+
+    def __init__(self, summary: RunSummary, out_dir: Path, bar: Any, on_failure: Optional[FailureCallback]) -> None:
+        self.summary = summary
+        self.log = out_dir / FAILURES_LOG
+        self.bar = bar
+        self.on_failure = on_failure
+        self.lock = threading.Lock()
+
+    def done(self) -> None:
+        with self.lock:
+            self.summary.segmented += 1
+            self.bar.update(1)
+
+    def skipped(self) -> None:
+        with self.lock:
+            self.summary.skipped += 1
+            self.bar.update(1)
+
+    def failed(self, path: str, reason: str) -> None:
+        failure = Failure(path, reason.splitlines()[0] if reason else "unknown error")
+        with self.lock:
+            self.summary.failures.append(failure)
+            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            try:
+                append_line(self.log, f"{stamp}\t{failure.line()}")
+            except OSError:
+                pass  # the line still reaches the summary and the callback
+            if self.on_failure is not None:
+                self.on_failure(failure)
+            self.bar.set_postfix(failed=self.summary.failed, refresh=False)
+            self.bar.update(1)
+
+
+def _put(q: "queue.Queue[Any]", item: Any, stop: threading.Event) -> bool:
+    """Put with a bounded wait, giving up when the run is stopping."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _error_reason(err: BaseException) -> str:
+    if isinstance(err, ImageReadError):
+        return err.reason
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _read_stage(
+    inputs: Sequence[PathLike],
+    out_dir: Path,
+    outputs: Sequence[str],
+    overwrite: bool,
+    size: int,
+    max_pixels: Optional[int],
+    jobs: "queue.Queue[Any]",
+    report: _Report,
+    stop: threading.Event,
+) -> None:
+    """Walk, skip what is done, read and shrink; runs in its own thread."""
+    owners: Dict[PurePath, str] = {}
+    try:
+        for item in iter_inputs(inputs, exclude=out_dir):
+            if stop.is_set():
+                return
+            if isinstance(item, InputProblem):
+                report.failed(item.path, item.reason)
+                continue
+            name = str(item.path)
+            stem = item.relative.with_suffix("")
+            if stem in owners:
+                report.failed(name, f"its outputs would overwrite those of {owners[stem]}; rename one of them")
+                continue
+            owners[stem] = name
+            targets = output_paths(out_dir, item.relative, outputs)
+            if not overwrite:
+                targets = {kind: path for kind, path in targets.items() if not path.exists()}
+            if not targets:
+                report.skipped()
+                continue
+            try:
+                data = read_file_bytes(item.path, name)
+                small = read_image(data, max_pixels=max_pixels, min_side=size, name=name)
+                working = working_image(small, size, name)
+            except ImageReadError as err:
+                report.failed(name, err.reason)
+                continue
+            if not _put(jobs, _Job(item, targets, data, working), stop):
+                return
+    except Exception as err:  # an unexpected error must not hang the run: hand it over
+        _put(jobs, err, stop)
+    finally:
+        _put(jobs, _END, stop)
+
+
+def _write_stage(
+    results: "queue.Queue[Any]",
+    report: _Report,
+    upsample: UpsampleMethod,
+    max_pixels: Optional[int],
+    cleaner: StaleTemporaries,
+    stop: threading.Event,
+) -> None:
+    """Full-resolution mask and outputs for each result; runs in writer threads."""
+    while not stop.is_set():
+        try:
+            result = results.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if result is _END:
+            return
+        name = str(result.job.item.path)
+        try:
+            _write_outputs(result, upsample, max_pixels, cleaner, name)
+        except ImageReadError as err:
+            report.failed(name, err.reason)
+        except OSError as err:
+            where = f" {err.filename}" if getattr(err, "filename", None) else ""
+            report.failed(name, f"cannot write output{where} ({err.strerror or err})")
+        except Exception as err:  # one image's bad luck must not end the batch
+            report.failed(name, _error_reason(err))
+        else:
+            report.done()
+
+
+def _write_outputs(
+    result: _Result, upsample: UpsampleMethod, max_pixels: Optional[int], cleaner: StaleTemporaries, name: str
+) -> None:
+    photo = read_image(result.job.data, max_pixels=max_pixels, name=name)
+    mask = upsample_mask(result.soft, photo, upsample)
+    write_outputs(result.job.targets, photo, mask, result.inpainted, cleaner)
+
+
+def _compute(
+    group: List[_Job],
+    segmenter: Segmenter,
+    want_inpaint: bool,
+    results: "queue.Queue[Any]",
+    report: _Report,
+    stop: threading.Event,
+) -> None:
+    """Segment one group of same-shape images; if the batch fails, retry image by image."""
+    try:
+        images = _batch_tensor([job.working for job in group])
+        soft = segmenter.soft_masks(images)
+        pictures: List[Optional[np.ndarray]] = (
+            list(segmenter.inpainted(images, soft)) if want_inpaint else [None] * len(group)
+        )
+    except Exception as err:
+        if len(group) > 1:
+            for job in group:
+                _compute([job], segmenter, want_inpaint, results, report, stop)
+        else:
+            report.failed(str(group[0].item.path), f"segmentation failed ({_error_reason(err)})")
+        return
+    for index, job in enumerate(group):
+        _put(results, _Result(job, soft[index, 0].numpy(), pictures[index]), stop)
+
+
+def _check_size(size: int, config: IEMConfig) -> None:
+    if not isinstance(size, int) or size < MIN_SIZE:
+        raise ValueError(f"size must be an integer >= {MIN_SIZE}, got {size!r}")
+    if size < config.kernel_size:
+        raise ValueError(f"size {size} is smaller than the filter (kernel_size {config.kernel_size})")
+
+
+def _settings(
+    config: IEMConfig,
+    size: int,
+    device: str,
+    resolved: torch.device,
+    outputs: Sequence[str],
+    overwrite: bool,
+    batch_size: int,
+    model: Optional[PathLike],
+    refine: bool,
+    upsample: str,
+    max_pixels: Optional[int],
+) -> Dict[str, Any]:
+    values = {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.to_dict().items()}
+    return {
+        "config": values,
+        "size": size,
+        "device": device,
+        "device_used": str(resolved),
+        "outputs": list(outputs),
+        "overwrite": overwrite,
+        "batch_size": batch_size,
+        "model": None if model is None else os.fspath(model),
+        "refine": refine,
+        "upsample": upsample,
+        "max_pixels": max_pixels,
+        "iem_version": iem.__version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def segment_files(
+    inputs: Union[PathLike, Iterable[PathLike]],
+    out_dir: PathLike,
+    config: Optional[IEMConfig] = None,
+    size: int = DEFAULT_SIZE,
+    device: str = "auto",
+    outputs: Sequence[str] = ("mask",),
+    overwrite: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+    model: Optional[PathLike] = None,
+    refine: bool = False,
+    *,
+    upsample: UpsampleMethod = "guided",
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    on_failure: Optional[FailureCallback] = None,
+    write_summary: bool = False,
+) -> RunSummary:
+    """Segment every image named by ``inputs`` and write the outputs under ``out_dir``.
+
+    Each image is resized so that its shorter side is ``size`` pixels (bilinear, antialiased;
+    the whole field of view, any aspect ratio up to :data:`MAX_ASPECT_RATIO`), segmented by IEM
+    (paper section 3.2) or by a trained network (section 3.3), and its mask brought back to the
+    original resolution with edge-aware (guided-filter) upsampling. Outputs mirror the input
+    tree: ``photos/a/b.jpg`` given as ``photos`` becomes ``OUT/a/b.mask.png`` (and
+    ``b.cutout.png``, ``b.overlay.jpg``, ``b.inpaint.png``). Existing outputs are kept unless
+    ``overwrite``; every file is written atomically, so an interrupted run can simply be rerun.
+
+    Args:
+        inputs: files, folders (walked recursively) and glob patterns, or one of them.
+        out_dir: output folder (created).
+        config: IEM settings; :meth:`IEMConfig.paper` when None.
+        size: working resolution, the shorter side in pixels (>= :data:`MIN_SIZE`).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (an error when no GPU is present).
+        outputs: any of ``"mask"`` (8-bit PNG, 0/255, original resolution), ``"cutout"`` (RGBA
+            PNG, background transparent), ``"overlay"`` (JPEG, foreground tinted) and
+            ``"inpaint"`` (PNG, each region inpainted from the other, :func:`iem.inpaint`).
+        overwrite: rewrite outputs that exist already.
+        batch_size: images of the same working shape segmented together.
+        progress: show a tqdm progress bar (images/s) on stderr.
+        model: checkpoint of a trained network (``iem train``); its masks replace IEM's.
+        refine: with ``model``, run IEM starting from the network's masks.
+        upsample: ``"guided"`` (edge-aware), ``"bilinear"`` or ``"nearest"``.
+        max_pixels: images with more pixels are refused as decompression bombs; None: no limit.
+        on_failure: called with each :class:`Failure` as it happens (the CLI prints it).
+        write_summary: also write :meth:`RunSummary.to_dict` to ``OUT/summary.json``.
+
+    Returns:
+        :class:`RunSummary`; failures are also appended to ``OUT/failures.log``.
+
+    Raises:
+        ValueError: invalid settings (unknown output or upsampling method, size or batch size
+            too small, CUDA requested without a GPU, ``refine`` without ``model``).
+        OutputFolderError: ``out_dir`` cannot be created or written.
+        iem.segnet.CheckpointError: ``model`` is not a readable checkpoint.
+    """
+    started = time.perf_counter()
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    inputs = list(inputs)
+    config = config or IEMConfig.paper()
+    outputs = tuple(dict.fromkeys(outputs))
+    unknown = [kind for kind in outputs if kind not in OUTPUTS]
+    if unknown or not outputs:
+        raise ValueError(f"outputs must be a non-empty selection of {sorted(OUTPUTS)}, got {list(outputs)}")
+    if upsample not in UPSAMPLE_METHODS:
+        raise ValueError(f"upsample must be one of {UPSAMPLE_METHODS}, got {upsample!r}")
+    _check_size(size, config)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    segmenter = Segmenter(config, device, model, refine)
+    out = check_output_folder(out_dir)
+
+    summary = RunSummary(out_dir=str(out))
+    summary.settings = _settings(
+        config, size, device, segmenter.device, outputs, overwrite, batch_size, model, refine, upsample, max_pixels
+    )
+    total = sum(1 for _ in iter_inputs(inputs, exclude=out)) if progress else None
+    bar = tqdm(
+        total=total, unit="img", desc="iem segment", disable=not progress, file=sys.stderr, dynamic_ncols=True
+    )
+    report = _Report(summary, out, bar, on_failure)
+    stop = threading.Event()
+    jobs: "queue.Queue[Any]" = queue.Queue(maxsize=batch_size)
+    results: "queue.Queue[Any]" = queue.Queue(maxsize=batch_size)
+    cleaner = StaleTemporaries()
+    reader = threading.Thread(
+        target=_read_stage,
+        args=(inputs, out, outputs, overwrite, size, max_pixels, jobs, report, stop),
+        name="iem-reader",
+        daemon=True,
+    )
+    writers = [
+        threading.Thread(
+            target=_write_stage,
+            args=(results, report, upsample, max_pixels, cleaner, stop),
+            name=f"iem-writer-{i}",
+            daemon=True,
+        )
+        for i in range(max(1, min(MAX_WRITERS, os.cpu_count() or 1)))
+    ]
+    reader.start()
+    for writer in writers:
+        writer.start()
+    want_inpaint = "inpaint" in outputs
+    try:
+        groups: Dict[Tuple[int, ...], List[_Job]] = {}
+        waiting = 0
+        while True:
+            job = jobs.get()
+            if job is _END:
+                break
+            if isinstance(job, BaseException):
+                raise job
+            group = groups.setdefault(job.working.shape, [])
+            group.append(job)
+            waiting += 1
+            if len(group) >= batch_size:
+                waiting -= len(group)
+                _compute(groups.pop(job.working.shape), segmenter, want_inpaint, results, report, stop)
+            elif waiting > PENDING_BATCHES * batch_size:
+                # Too many shapes in flight: run the largest group now (ties: the oldest).
+                shape = max(groups, key=lambda s: len(groups[s]))
+                waiting -= len(groups[shape])
+                _compute(groups.pop(shape), segmenter, want_inpaint, results, report, stop)
+        for shape in list(groups):
+            _compute(groups.pop(shape), segmenter, want_inpaint, results, report, stop)
+        for _ in writers:
+            _put(results, _END, stop)
+        for writer in writers:
+            writer.join()
+    finally:
+        stop.set()
+        reader.join()
+        for writer in writers:
+            writer.join()
+        bar.close()
+    summary.seconds = time.perf_counter() - started
+    if write_summary:
+        write_text(out / SUMMARY_JSON, json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_SIZE",
+    "FAILURES_LOG",
+    "MAX_ASPECT_RATIO",
+    "MIN_INPUT_SIDE",
+    "MIN_SIZE",
+    "OUTPUTS",
+    "SUMMARY_JSON",
+    "Failure",
+    "OutputFolderError",
+    "RunSummary",
+    "Segmenter",
+    "check_output_folder",
+    "output_paths",
+    "segment_bytes",
+    "segment_files",
+    "working_image",
+]
