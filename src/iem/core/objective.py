@@ -23,7 +23,7 @@ import torch
 
 from iem.config import IEMConfig
 from iem.core.filters import LinearFilter
-from iem.core.inpaint import Inpainter, psi_terms, safe_ratio
+from iem.core.inpaint import Inpainter
 
 #: Floor of every normaliser; it only acts when a region is empty (its numerator is then 0).
 NORMALIZER_FLOOR = 1e-6
@@ -147,7 +147,7 @@ class ImageConstants:
 
 
 def _reciprocal_or_zero(values: torch.Tensor) -> torch.Tensor:
-    # Zero where the source region is empty, matching ``safe_ratio``.
+    # Zero where the source region is empty, as in ``iem.core.inpaint.safe_ratio``.
     return torch.where(values > 0, values.reciprocal(), 0.0)
 
 
@@ -217,12 +217,3 @@ def objective_gradient(
         grad -= lam * (mu_f.square() - mu_b.square()).sum(dim=1, keepdim=True)
     grad += (x * pixel_weights).sum(dim=1, keepdim=True) + back[:, channels:]
     return grad
-
-
-def final_inpainting_error(
-    masks: torch.Tensor, constants: ImageConstants, filt: LinearFilter, config: IEMConfig
-) -> torch.Tensor:
-    """``L_inp`` of Eq. 7 for binary ``masks`` with psi_K, shape ``(B,)``: the selection score."""
-    from iem.core.inpaint import gaussian_inpainter
-
-    return inpainting_error(constants.images, masks, gaussian_inpainter(filt, config.epsilon), config)
