@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from iem.cli import main
+from iem.datasets import write_shapes_dataset
 from iem.segnet import load_model
 from iem.segnet.checkpoint import read_checkpoint
 
@@ -101,3 +103,18 @@ def test_segment_uses_the_trained_model(images: Path, tmp_path: Path) -> None:
         )
         assert result.exit_code == 0, result.output
         assert len(list(masks.rglob("*.mask.png"))) == 4
+
+
+def test_bench_scores_the_trained_model(images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    assert _train(str(images), "--out", str(out), *FAST).exit_code == 0
+    data = tmp_path / "pairs"
+    write_shapes_dataset(data, count=2, size=(40, 48), seed=3)
+    result = CliRunner().invoke(
+        main,
+        ["bench", str(data), "--methods", "segnet,segnet+refine", "--model", str(out), "--iterations", "3",
+         "--figure-rows", "1", "--figure-methods", "segnet", "--out", str(tmp_path / "bench"), "--device", "cpu", "-q"],
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "bench" / "results.json").read_text())["results"]
+    assert [r["method"] for r in rows] == ["segnet", "segnet+refine"] and all(r["images"] == 2 for r in rows)

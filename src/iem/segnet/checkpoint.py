@@ -1,0 +1,51 @@
+"""Checkpoints of phase 2, written atomically (a reader never sees half a file) and read safely."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, Union
+
+import torch
+
+from iem.io import atomic_write
+
+PathLike = Union[str, os.PathLike]
+
+#: Marks a file as an IEM SegNet checkpoint, and its layout version.
+CHECKPOINT_FORMAT = "iem-segnet"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(Exception):
+    """A checkpoint is missing, unreadable or of another kind; ``str(err)`` names the file."""
+
+
+def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> None:
+    """Save ``state`` (tensors, numbers, strings, lists, dicts only) atomically, tagged."""
+    tagged = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+    atomic_write(path, lambda handle: torch.save(tagged, handle))
+
+
+def read_checkpoint(path: PathLike) -> Dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint`, on the CPU.
+
+    Only plain data is unpickled (``weights_only=True``), so a file from elsewhere cannot run
+    code.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, or not an IEM SegNet checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a damaged or foreign file
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not an IEM SegNet checkpoint")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {state.get('version')} is not supported")
+    return state

@@ -1,0 +1,122 @@
+"""Phase 2 end to end: image files -> IEM masks -> the best of them -> a trained network.
+
+This is what ``iem train`` runs (paper section 3.3 and 4.2).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from iem import IEMConfig
+from iem.segnet.data import PROTOCOL_SIZE, load_collection
+from iem.segnet.pseudo import PseudoLabels, default_cache_path, iem_pseudo_labels
+from iem.segnet.select import select_top
+from iem.segnet.train import TrainResult, TrainSettings, train_segnet
+
+PathLike = Union[str, os.PathLike]
+
+
+@dataclass
+class PipelineReport:
+    """What :func:`train_from_files` did.
+
+    Attributes:
+        train: The training outcome (model, losses, batch size).
+        paths: Files that were read, in order.
+        errors: One line per file that could not be read.
+        selected: Indices (into ``paths``) of the pseudo-labels, best first.
+        labels: IEM's masks and scores for every file read.
+        cache: The ``.npz`` holding IEM's masks, or None when caching was off.
+    """
+
+    train: TrainResult
+    paths: List[Path]
+    errors: List[str]
+    selected: torch.Tensor
+    labels: PseudoLabels
+    cache: Optional[Path] = None
+
+
+class NothingToTrain(ValueError):
+    """No image could be read, or IEM gave no usable mask."""
+
+
+def train_from_files(
+    paths: Sequence[PathLike],
+    out: PathLike,
+    settings: Optional[TrainSettings] = None,
+    iem_config: Optional[IEMConfig] = None,
+    device: str = "auto",
+    resume: bool = True,
+    cache: bool = True,
+    progress: bool = False,
+) -> PipelineReport:
+    """Train a segmentation network on a collection without any label (section 3.3).
+
+    1. read every image and bring it to 128x128 with the paper protocol;
+    2. run IEM on all of them (cached in ``<out stem>.iem.npz``, resumable);
+    3. keep the masks with the highest inpainting error (``settings.top_k`` or
+       ``settings.top_fraction``), dropping empty and full masks;
+    4. train :class:`~iem.segnet.model.SegNet` on them (checkpointed in ``out``, resumable).
+
+    Args:
+        paths: Image files (unreadable ones are reported in the result and skipped).
+        out: Checkpoint to write.
+        settings: Training recipe (:class:`TrainSettings` defaults).
+        iem_config: Phase-1 settings (the paper's by default).
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        resume: Continue an interrupted or shorter run found in ``out``.
+        cache: Read and write the IEM mask cache.
+        progress: Show tqdm bars.
+
+    Raises:
+        NothingToTrain: no readable image, or no usable pseudo-label.
+        CheckpointMismatch: ``out`` holds a run on other data or settings (with ``resume``).
+    """
+    settings = settings or TrainSettings()
+    iem_config = iem_config or IEMConfig.paper()
+    out = Path(out)
+
+    with tqdm(total=len(paths), desc="read", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        collection = load_collection(paths, PROTOCOL_SIZE, progress=bar.update)
+    if not collection.paths:
+        raise NothingToTrain("no readable image among the inputs")
+
+    cache_path = default_cache_path(out) if cache else None
+    with tqdm(total=len(collection.paths), desc="IEM", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        labels = iem_pseudo_labels(collection.images, collection.paths, iem_config, cache_path, device, progress=bar.update)
+
+    selected = select_top(labels.scores, settings.top_k, settings.top_fraction, masks=labels.masks)
+    if selected.numel() == 0:
+        raise NothingToTrain("IEM produced no usable mask (all empty, full or failed)")
+
+    meta = {
+        "files": [str(collection.paths[i]) for i in selected.tolist()],
+        "scores": [float(labels.scores[i]) for i in selected.tolist()],
+        "collection_size": len(collection.paths),
+        "iem_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in iem_config.to_dict().items()},
+    }
+    result = train_segnet(
+        collection.images[selected],
+        labels.masks[selected],
+        out,
+        settings,
+        device=device,
+        resume=resume,
+        progress=progress,
+        meta=meta,
+    )
+    return PipelineReport(
+        train=result,
+        paths=collection.paths,
+        errors=collection.errors,
+        selected=selected,
+        labels=labels,
+        cache=cache_path,
+    )

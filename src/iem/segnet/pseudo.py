@@ -1,0 +1,140 @@
+"""Phase-1 masks of a collection, computed once: the raw material of the pseudo-labels.
+
+IEM over a few hundred images takes minutes on a CPU, so the masks and their inpainting errors
+are cached in an ``.npz`` file keyed by the file list (names, sizes, modification times), the
+IEM settings and the working size. The cache grows chunk by chunk, so an interrupted run
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from iem import IEMConfig, segment_batch
+from iem.io import atomic_write
+
+PathLike = Union[str, os.PathLike]
+
+#: Images handed to :func:`iem.segment_batch` between two cache writes.
+DEFAULT_CACHE_CHUNK = 32
+#: Bumped when the cache layout or what the key covers changes.
+CACHE_VERSION = 1
+
+
+@dataclass
+class PseudoLabels:
+    """IEM's masks over a collection.
+
+    Attributes:
+        masks: ``(N, 1, H, W)`` bool foreground masks.
+        scores: ``(N,)`` float64 final inpainting errors (``IEMResult.scores``).
+    """
+
+    masks: torch.Tensor
+    scores: torch.Tensor
+
+
+def collection_key(paths: Sequence[PathLike], config: IEMConfig, size: int) -> str:
+    """A hex digest identifying the files (path, size, mtime), the IEM settings and the size."""
+    files = []
+    for p in paths:
+        p = Path(p)
+        try:
+            stat = p.stat()
+            files.append([os.path.abspath(p), stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            files.append([os.path.abspath(p), None, None])
+    payload = {"version": CACHE_VERSION, "files": files, "config": config.to_dict(), "size": int(size)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()
+
+
+def default_cache_path(checkpoint: PathLike) -> Path:
+    """Where :func:`iem_pseudo_labels` caches the masks for a checkpoint: ``<stem>.iem.npz`` beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".iem.npz")
+
+
+def _read_cache(path: Path, key: str, n: int, side: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Masks, scores and how many images are done, from a cache whose key matches; else empty."""
+    empty = (np.zeros((n, side, side), dtype=bool), np.full(n, np.nan), 0)
+    if not path.is_file():
+        return empty
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["key"]) != key:
+                return empty
+            done = int(data["done"])
+            masks = np.unpackbits(data["masks"], count=n * side * side).reshape(n, side, side).astype(bool)
+            scores = data["scores"].astype(np.float64)
+    except (OSError, KeyError, ValueError):
+        # A damaged or foreign cache is recomputed rather than trusted.
+        return empty
+    if scores.shape != (n,) or not 0 <= done <= n:
+        return empty
+    return masks, scores, done
+
+
+def _write_cache(path: Path, key: str, masks: np.ndarray, scores: np.ndarray, done: int) -> None:
+    def write(handle) -> None:
+        np.savez(handle, key=np.array(key), done=np.array(done), masks=np.packbits(masks.reshape(-1)), scores=scores)
+
+    atomic_write(path, write)
+
+
+def iem_pseudo_labels(
+    images: torch.Tensor,
+    paths: Sequence[PathLike],
+    config: Optional[IEMConfig] = None,
+    cache_path: Optional[PathLike] = None,
+    device: str = "auto",
+    chunk: int = DEFAULT_CACHE_CHUNK,
+    progress: Optional[Callable[[int], None]] = None,
+) -> PseudoLabels:
+    """Run IEM (phase 1) over a collection, reusing and extending a cache when given.
+
+    Args:
+        images: ``(N, 3, S, S)`` float in [-1, 1], already at the working size.
+        paths: The ``N`` files the images came from (they key the cache).
+        config: IEM settings; the paper's by default.
+        cache_path: ``.npz`` file to read and update; ``None`` disables caching.
+        device: Where IEM runs (``"auto"``: CUDA when present).
+        chunk: Images per :func:`iem.segment_batch` call between cache writes.
+        progress: Optional callable receiving the number of images finished after each chunk
+            (cached images are reported at once).
+
+    Returns:
+        :class:`PseudoLabels` for all ``N`` images.
+    """
+    config = config or IEMConfig.paper()
+    n, side = images.shape[0], images.shape[-1]
+    if len(paths) != n:
+        raise ValueError(f"iem_pseudo_labels: {len(paths)} paths for {n} images")
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[-2] != side:
+        raise ValueError(f"iem_pseudo_labels: expected (N, 3, S, S) images, got {tuple(images.shape)}")
+    key = collection_key(paths, config, side)
+    cache = Path(cache_path) if cache_path is not None else None
+    if cache is not None:
+        masks, scores, done = _read_cache(cache, key, n, side)
+    else:
+        masks, scores, done = np.zeros((n, side, side), dtype=bool), np.full(n, np.nan), 0
+    if progress is not None and done:
+        progress(done)
+    while done < n:
+        stop = min(n, done + max(1, int(chunk)))
+        result = segment_batch(images[done:stop], config=config, device=device)
+        masks[done:stop] = result.masks[:, 0].numpy()
+        scores[done:stop] = result.scores.double().numpy()
+        if cache is not None:
+            _write_cache(cache, key, masks, scores, stop)
+        if progress is not None:
+            progress(stop - done)
+        done = stop
+    return PseudoLabels(masks=torch.from_numpy(masks).unsqueeze(1), scores=torch.from_numpy(scores))
