@@ -42,7 +42,7 @@ def test_every_table_row_has_a_name() -> None:
     assert ablation_names() == [f"paper+{name}" for name in ABLATIONS]
     assert variant_names() == [f"paper+{name}" for name in VARIANTS]
     names = available_names()
-    for name in ["paper", "released", "grabcut", "square", "all", *ablation_names(), *variant_names()]:
+    for name in ["paper", "released", "grabcut", "grabcut_wide", "square", "all", *ablation_names(), *variant_names()]:
         assert name in names
 
 
@@ -53,6 +53,11 @@ def test_every_table_row_has_a_name() -> None:
 def test_unknown_names(name: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_method(name)
+
+
+def test_bad_device_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="device"):
+        build_method("paper", MethodContext(device="tpu"))
 
 
 def test_bad_overrides_are_value_errors() -> None:
@@ -104,6 +109,15 @@ def test_all_foreground() -> None:
 def test_grabcut_rectangle() -> None:
     assert grabcut_rectangle(128, 128) == (25, 25, 78, 78)
     assert grabcut_rectangle(100, 200) == (40, 20, 120, 60)
+    assert grabcut_rectangle(128, 128, margin=1 / 16) == (8, 8, 112, 112)
+
+
+def test_grabcut_variants() -> None:
+    narrow, wide = build_method("grabcut"), build_method("grabcut_wide")
+    assert (narrow.name, wide.name) == ("grabcut", "grabcut_wide")
+    assert "1/5 margin" in narrow.description and "1/16 margin" in wide.description
+    with pytest.raises(ValueError, match="margin"):
+        GrabCutMethod("bad", margin=0.5)
 
 
 def test_grabcut_finds_an_obvious_object_and_repeats() -> None:

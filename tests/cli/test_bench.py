@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from PIL import Image
 
@@ -87,6 +88,14 @@ def test_usage_errors_exit_2(tiny: Path, tmp_path: Path, args: list, message: st
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_unusable_device_is_one_usage_error(tiny: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["bench", str(tiny), "-o", str(tmp_path / "o"), "--device", "tpu"])
+    assert result.exit_code == 2
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(main, ["bench", str(tiny), "-o", str(tmp_path / "o"), "--device", "cuda", "-q"])
+        assert result.exit_code == 2 and result.output.count("error:") == 1 and "CUDA" in result.output
+
+
 def test_unknown_layout_and_missing_out(tmp_path: Path) -> None:
     result = _run(str(tmp_path), "-o", str(tmp_path / "o"))
     assert result.exit_code == 2 and "unknown dataset layout" in result.output
@@ -101,3 +110,16 @@ def test_list_methods_and_help() -> None:
         assert name in result.output
     result = CliRunner().invoke(main, ["bench", "--help"])
     assert result.exit_code == 0 and "Examples:" in result.output
+
+
+def test_default_figure_methods() -> None:
+    from iem.bench.methods import Method, build_method
+    from iem.cli.bench import default_figure_methods
+
+    class Refined(Method):
+        name = "paper+net"
+        in_figure = True
+
+    methods = [build_method("grabcut"), build_method("released"), build_method("paper"), Refined()]
+    assert default_figure_methods(methods) == ["released", "paper+net"]
+    assert default_figure_methods([build_method("square")]) == ["square"]

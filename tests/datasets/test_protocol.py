@@ -13,9 +13,9 @@ from iem.datasets.protocol import (
     apply_protocol,
     crop_offset,
     image_to_tensor,
-    resized_size,
     tensor_to_uint8,
 )
+from iem.imaging import working_size
 
 
 @pytest.mark.parametrize(
@@ -24,12 +24,12 @@ from iem.datasets.protocol import (
         (640, 480, (170, 128)),  # 128 * 640 / 480 = 170.67, truncated like torchvision
         (480, 640, (128, 170)),
         (100, 81, (158, 128)),  # upscaled: 128 * 100 / 81 = 158.02
-        (128, 300, (128, 300)),  # shorter side already 128: untouched
+        (128, 300, (128, 300)),  # shorter side already 128: unchanged
         (256, 256, (128, 128)),
     ],
 )
 def test_resized_size(width: int, height: int, expected: tuple) -> None:
-    assert resized_size(width, height, PAPER_SIZE) == expected
+    assert working_size(height, width, PAPER_SIZE)[::-1] == expected
 
 
 @pytest.mark.parametrize("side, offset", [(128, 0), (129, 0), (130, 1), (131, 2), (133, 2), (170, 21), (171, 22)])

@@ -1,0 +1,77 @@
+"""``iem eval``: score predicted masks against ground-truth masks."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from iem.bench.evaluate import EvalReport, evaluate_masks, write_eval_csv
+
+#: Exit status when some file could not be matched or read.
+EXIT_INPUT_FAILED = 1
+
+#: Summary rows: label, prefix of the score names.
+_CONVENTIONS = (("inverse-max (paper's tables)", ""), ("strict (polarity as given)", "strict_"))
+
+
+def summary_text(report: EvalReport) -> str:
+    """The summary block printed by ``iem eval``: both conventions, in %."""
+    width = max(len(label) for label, _ in _CONVENTIONS)
+    lines = [f"{'convention':<{width}}  {'acc':>6}  {'IoU':>6}  {'DICE':>6}"]
+    for label, prefix in _CONVENTIONS:
+        values = "  ".join(f"{100 * report.mean(prefix + key):6.2f}" for key in ("acc", "iou", "dice"))
+        lines.append(f"{label:<{width}}  {values}")
+    return "\n".join(lines)
+
+
+@click.command("eval")
+@click.argument("pred", type=click.Path(exists=True, path_type=str))
+@click.argument("gt", type=click.Path(exists=True, path_type=str))
+@click.option(
+    "--csv",
+    "csv_path",
+    default="eval.csv",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Where to write the per-image scores.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def eval_command(pred: str, gt: str, csv_path: str, quiet: bool) -> None:
+    """Score predicted masks PRED against ground-truth masks GT.
+
+    PRED and GT are folders (searched recursively) or two single files. A prediction and a
+    ground truth belong together when their relative paths without suffix are equal
+    (pred/a/b.png <-> gt/a/b.jpg); in a folder written by 'iem segment' only the
+    *.mask.png files count, matched without their '.mask' tag. Foreground is value > 127 (or 1 in 0/1 label files);
+    .npy arrays are accepted. Predictions of another size are resized (nearest) to their
+    ground truth and counted in a warning.
+
+    Prints accuracy, IoU and DICE (mean over images, %) in both conventions: inverse-max, the
+    paper's (each image scored with the better of the mask and its inverse), and strict.
+    Writes one CSV line per image. Unmatched or unreadable files are reported one line each and
+    make the exit status 1.
+
+    \b
+    Examples:
+      iem segment ../shared/data/grabcut/images -o out/
+      iem eval out/ ../shared/data/grabcut/masks
+      iem eval masks/ gt/ --csv scores.csv
+      iem eval horse001_pred.png horse001_gt.png
+    """
+    report = evaluate_masks(pred, gt, progress=not quiet)
+    for problem in report.problems:
+        click.echo(f"error: {problem}", err=True)
+    if report.resized:
+        click.echo(
+            f"warning: {len(report.resized)} prediction(s) resized (nearest) to their ground truth's size", err=True
+        )
+    if not report.rows:
+        click.echo("error: no prediction could be scored", err=True)
+        sys.exit(EXIT_INPUT_FAILED)
+    write_eval_csv(report, csv_path)
+    click.echo(f"images: {len(report.rows)}")
+    click.echo(summary_text(report))
+    click.echo(f"per-image scores: {csv_path}")
+    if report.problems:
+        sys.exit(EXIT_INPUT_FAILED)
