@@ -36,7 +36,9 @@ def _load(context: MethodContext, name: str) -> torch.nn.Module:
 
 
 class SegNetMethod(Method):
-    """Masks predicted by the phase-2 network."""
+    """Masks predicted by the phase-2 network (a column of the figure, as in the paper's)."""
+
+    in_figure = True
 
     def __init__(self, model: torch.nn.Module, path: Optional[Path] = None) -> None:
         self.name = SEGNET
