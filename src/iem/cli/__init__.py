@@ -20,19 +20,12 @@ def main() -> None:
     """
 
 
-# Sub-commands register themselves here, one import per module.
-from iem.cli.eval import eval_command  # noqa: E402
-
-main.add_command(eval_command)
+# Each sub-command lives in its own module.
 from iem.cli.bench import bench  # noqa: E402
-
-main.add_command(bench)
+from iem.cli.eval import eval_command  # noqa: E402
+from iem.cli.export import export  # noqa: E402
 from iem.cli.segment import segment  # noqa: E402
-
-main.add_command(segment)
 from iem.cli.train import train  # noqa: E402
 
-main.add_command(train)
-from iem.cli.export import export  # noqa: E402
-
-main.add_command(export)
+for _command in (segment, eval_command, bench, train, export):
+    main.add_command(_command)
