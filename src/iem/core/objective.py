@@ -18,11 +18,13 @@ closed form, which costs one forward and one adjoint filtering of ``C + 1`` chan
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Tuple
 
 import torch
 
 from iem.config import IEMConfig
 from iem.core.filters import LinearFilter
+from iem.core import kernels
 from iem.core.inpaint import Inpainter
 
 #: Floor of every normaliser; it only acts when a region is empty (its numerator is then 0).
@@ -151,6 +153,66 @@ def _reciprocal_or_zero(values: torch.Tensor) -> torch.Tensor:
     return torch.where(values > 0, values.reciprocal(), 0.0)
 
 
+def pixelwise_terms(
+    x: torch.Tensor,
+    whole_numerator: torch.Tensor,
+    whole_denominator: torch.Tensor,
+    terms: torch.Tensor,
+    masks: torch.Tensor,
+    size_f: torch.Tensor,
+    size_b: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pixel-wise part of :func:`objective_gradient`, between the two filterings.
+
+    Args:
+        x: ``(B, C, H, W)`` images.
+        whole_numerator, whole_denominator: from :class:`ImageConstants`.
+        terms: ``(B, C + 1, H, W)``, psi_K's numerator and denominator for the foreground as
+            source, ``K(X * M) + eps * sum(X * M)`` and ``K(M) + eps * sum(M)``.
+        masks: ``(B, 1, H, W)`` bool foreground.
+        size_f, size_b: ``(B, 1, 1, 1)`` floored region sizes.
+
+    Returns:
+        ``direct`` ``(B, 1, H, W)``: ``e_F / |M| - e_B / |Mb|``, the derivative through the
+        region weights, with ``e`` the channel-mean absolute residual of each prediction;
+        ``total_f``, ``total_b`` ``(B, 1, 1, 1)``: ``e_F`` summed over ``M`` and ``e_B`` over
+        ``Mb``; ``upstream`` ``(B, C + 1, H, W)``: the gradient at psi_K's numerators (first
+        ``C`` channels) and denominator (last), to be sent back through ``K^T``.
+    """
+    channels = x.shape[1]
+    num_b, den_b = terms[:, :channels], terms[:, channels:]
+    inv_b = _reciprocal_or_zero(den_b)
+    inv_f = _reciprocal_or_zero(whole_denominator - den_b)
+    res_f = x - (whole_numerator - num_b) * inv_f  # X - P_F
+    res_b = x - num_b * inv_b  # X - P_B
+    err_f = res_f.abs().mean(dim=1, keepdim=True)
+    err_b = res_b.abs().mean(dim=1, keepdim=True)
+    direct = err_f / size_f - err_b / size_b
+    total_f = (masks * err_f).sum(dim=(2, 3), keepdim=True)
+    total_b = (~masks * err_b).sum(dim=(2, 3), keepdim=True)
+    # At the numerators: sign(X - P) / (C |R| D), with the sign of the term; the foreground
+    # term's lives on M and the background term's on Mb, so they share one tensor.
+    weight = torch.where(masks, inv_f / (channels * size_f), -inv_b / (channels * size_b))
+    selected = torch.where(masks, res_f, res_b)
+    upstream_num = torch.sign(selected).mul_(weight)
+    # At the denominators: -sum_c upstream_num * P, with P = X - residual.
+    upstream_den = (upstream_num * selected.sub_(x)).sum(dim=1, keepdim=True)
+    return direct, total_f, total_b, torch.cat((upstream_num, upstream_den), dim=1)
+
+
+def combine_terms(
+    x: torch.Tensor, back: torch.Tensor, direct: torch.Tensor, offset: torch.Tensor, coef: torch.Tensor
+) -> torch.Tensor:
+    """The gradient from its parts: ``direct + offset + sum_c X_c (back_c - coef_c) + back_C``.
+
+    Args:
+        x: ``(B, C, H, W)`` images; back: ``(B, C + 1, H, W)`` upstream gradient after ``K^T``;
+        direct: ``(B, 1, H, W)``; offset: ``(B, 1, 1, 1)``; coef: ``(B, C, 1, 1)``.
+    """
+    channels = x.shape[1]
+    return direct + offset + (x * (back[:, :channels] - coef)).sum(dim=1, keepdim=True) + back[:, channels:]
+
+
 def objective_gradient(
     masks: torch.Tensor, constants: ImageConstants, filt: LinearFilter, config: IEMConfig
 ) -> torch.Tensor:
@@ -158,10 +220,10 @@ def objective_gradient(
 
     Agrees with :func:`objective_gradient_autograd` (same guards for empty regions) up to
     float rounding. With ``P = N / D`` for each prediction, the chain rule through
-    ``N = K(X * R) + eps * sum(X * R)`` and ``D = K(R) + eps * sum(R)`` needs only ``K^T``.
-    The upstream gradient of the foreground term lives on ``M`` and that of the background
-    term on ``Mb``, so both fit in one ``C + 1``-channel tensor: a step costs one forward and
-    one adjoint filtering of ``C + 1`` channels.
+    ``N = K(X * R) + eps * sum(X * R)`` and ``D = K(R) + eps * sum(R)`` needs only ``K^T``,
+    and a step costs one forward and one adjoint filtering of ``C + 1`` channels. Between them,
+    the pixel-wise work runs in a compiled kernel on CPU when numba is installed
+    (:mod:`iem.core.kernels`).
 
     Args:
         masks: ``(B, 1, H, W)`` bool foreground.
@@ -173,47 +235,29 @@ def objective_gradient(
     channels = x.shape[1]
     eps, lam = config.epsilon, config.lambda_
     pixels = masks.shape[2] * masks.shape[3]
-    fg = masks.to(x.dtype)
 
-    stacked = torch.cat((x * fg, fg), dim=1)
+    stacked = torch.cat((x * masks, masks.to(x.dtype)), dim=1)
     sums = stacked.sum(dim=(2, 3), keepdim=True)
     terms = filt(stacked).add_(sums, alpha=eps)
-    num_b, den_b = terms[:, :channels], terms[:, channels:]
-    inv_b = _reciprocal_or_zero(den_b)
-    inv_f = _reciprocal_or_zero(constants.whole_denominator - den_b)
-    res_f = x - (constants.whole_numerator - num_b) * inv_f  # X - P_F
-    res_b = x - num_b * inv_b  # X - P_B
-    err_f = res_f.abs().mean(dim=1, keepdim=True)
-    err_b = res_b.abs().mean(dim=1, keepdim=True)
-
     size = sums[:, channels:]
     size_f = size.clamp_min(NORMALIZER_FLOOR)
     size_b = (pixels - size).clamp_min(NORMALIZER_FLOOR)
-    total_f = (fg * err_f).sum(dim=(2, 3), keepdim=True)
-    total_b = ((1 - fg) * err_b).sum(dim=(2, 3), keepdim=True)
-    # Direct dependence on M: the region weights, and the normalisers where the region is non-empty.
-    grad = err_f / size_f - err_b / size_b
-    grad += total_b / size_b.square() * (pixels - size > NORMALIZER_FLOOR) - total_f / size_f.square() * (
+    parts = kernels.pixelwise if kernels.usable(x) else pixelwise_terms
+    direct, total_f, total_b, upstream = parts(
+        x, constants.whole_numerator, constants.whole_denominator, terms, masks, size_f, size_b
+    )
+    back = filt.adjoint(upstream).add_(upstream.sum(dim=(2, 3), keepdim=True), alpha=eps)
+
+    # The normalisers' derivative, where the region is non-empty: a constant per image.
+    offset = total_b / size_b.square() * (pixels - size > NORMALIZER_FLOOR) - total_f / size_f.square() * (
         size > NORMALIZER_FLOOR
     )
-
-    # Upstream gradient at the numerators: sign(X - P) / (C |R| D), with the sign of the term.
-    inside = masks
-    weight = torch.where(inside, inv_f / (channels * size_f), -inv_b / (channels * size_b))
-    selected = torch.where(inside, res_f, res_b)
-    upstream_num = torch.sign(selected).mul_(weight)
-    # At the denominators: -sum_c upstream_num * P, with P = X - residual.
-    upstream_den = (upstream_num * selected.sub_(x)).sum(dim=1, keepdim=True)
-    upstream = torch.cat((upstream_num, upstream_den), dim=1)
-    back = filt.adjoint(upstream).add_(upstream.sum(dim=(2, 3), keepdim=True), alpha=eps)
-    pixel_weights = back[:, :channels]
-
+    coef = torch.zeros_like(sums[:, :channels])
     if lam:
         # d div / dM_p = sum_c (X_p - mu_F)^2 - (X_p - mu_B)^2 (the means' own derivatives
         # cancel): linear in X_p, so it folds into the per-channel weights of X.
         mu_f = sums[:, :channels] / size.clamp_min(1.0)
         mu_b = (constants.image_sums - sums[:, :channels]) / (pixels - size).clamp_min(1.0)
-        pixel_weights.sub_(2 * lam * (mu_b - mu_f))
-        grad -= lam * (mu_f.square() - mu_b.square()).sum(dim=1, keepdim=True)
-    grad += (x * pixel_weights).sum(dim=1, keepdim=True) + back[:, channels:]
-    return grad
+        coef = 2 * lam * (mu_b - mu_f)
+        offset = offset - lam * (mu_f.square() - mu_b.square()).sum(dim=1, keepdim=True)
+    return combine_terms(x, back, direct, offset, coef)
