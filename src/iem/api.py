@@ -19,6 +19,9 @@ from iem.imaging import resize_shorter, to_tensor
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 
+#: Images per slice when validating a batch.
+_CHECK_CHUNK = 256
+
 
 def _check_images(images: torch.Tensor, config: IEMConfig) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() != 4:
@@ -33,8 +36,9 @@ def _check_images(images: torch.Tensor, config: IEMConfig) -> None:
             f"images of {images.shape[2]}x{images.shape[3]} px are too small: the filter needs at "
             f"least {smallest} px on each side"
         )
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError("images contain NaN or infinite values")
+    for start in range(0, images.shape[0], _CHECK_CHUNK):  # in slices: memory stays bounded
+        if not bool(torch.isfinite(images[start : start + _CHECK_CHUNK]).all()):
+            raise ValueError("images contain NaN or infinite values")
 
 
 def segment_batch(

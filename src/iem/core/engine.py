@@ -240,25 +240,32 @@ def run_chunks(
         progress: called with the number of images of each finished chunk, in order.
     """
     device = filt.rows.matrix.device
-    spans = [(begin, min(begin + chunk_size, images.shape[0])) for begin in range(0, images.shape[0], chunk_size)]
+    total = images.shape[0]
+    spans = [(begin, min(begin + chunk_size, total)) for begin in range(0, total, chunk_size)]
+    # Results go straight into tensors allocated up front: nothing of a chunk outlives it.
+    out = IEMResult(
+        torch.empty((total, 1) + tuple(images.shape[2:]), dtype=torch.bool),
+        torch.empty(total, dtype=images.dtype),
+        torch.empty(total, dtype=torch.long),
+        torch.empty(total, dtype=torch.long),
+    )
 
-    def work(span: Tuple[int, int]) -> IEMResult:
+    def work(span: Tuple[int, int]) -> int:
         begin, end = span
         result = run_chunk(images[begin:end].to(device), starts(begin, end), config, filt, inpainter)
-        return IEMResult(*(t.cpu() for t in (result.masks, result.scores, result.init, result.iterations)))
+        for name in ("masks", "scores", "init", "iterations"):
+            getattr(out, name)[begin:end] = getattr(result, name).cpu()
+        return end - begin
 
     workers = min(torch.get_num_threads(), len(spans)) if device.type == "cpu" else 1
-    parts = []
     with contextlib.ExitStack() as stack:
         if device.type == "cpu":
             stack.enter_context(_torch_threads(1))
         if workers > 1:
-            results = stack.enter_context(ThreadPoolExecutor(workers)).map(work, spans)
+            done = stack.enter_context(ThreadPoolExecutor(workers)).map(work, spans)
         else:
-            results = map(work, spans)
-        for part in results:
-            parts.append(part)
+            done = map(work, spans)
+        for count in done:
             if progress is not None:
-                progress(part.masks.shape[0])
-    fields = zip(*((p.masks, p.scores, p.init, p.iterations) for p in parts))
-    return IEMResult(*(torch.cat(tensors) for tensors in fields))
+                progress(count)
+    return out

@@ -1,0 +1,11 @@
+"""Speed and memory benchmarks of iem (not part of the library).
+
+Run each one from the repository root as a module, e.g.::
+
+    python -m benchmarks.speed --help
+
+``naive`` is the baseline the engine is compared with, ``speed`` the side-by-side ratio,
+``paper_protocol`` the 1,020-image protocol with and without early exit, ``memory`` peak RSS
+against the number of images, and ``gpu_check`` the CUDA check. Results land in
+``benchmarks/results/*.json``; ``docs/speed.md`` tabulates them.
+"""

@@ -1,0 +1,113 @@
+"""Each benchmark script runs end to end at a tiny size, prints its report and writes its JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from benchmarks import common, gpu_check, memory, naive, paper_protocol, speed, table
+from benchmarks.paper_protocol import iterations_distribution
+
+SCRIPTS = (naive, speed, paper_protocol, memory, gpu_check, table)
+
+
+@pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
+def test_every_script_has_help_with_an_example(module, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "usage: python -m benchmarks." in text and "Example" in text
+
+
+def test_speed_reports_ratios_and_agreement(shared_data, run_script):
+    done, data = run_script("speed", "--images", "2", "--iterations", "3", "--repeats", "1", "--data", str(shared_data))
+    assert done.returncode == 0, done.stderr
+    assert "ratios (naive / iem, per image-iteration)" in done.stdout
+    assert set(data["ratios"]) == {"wall_2t", "cpu_1t"}
+    assert all(r > 0 for r in data["ratios"].values())
+    assert data["agreement_naive_vs_iem"]["mean_iou"] >= 0.99
+    engines = data["settings"][1]["engines"]
+    assert engines["naive"]["ratio"] == 1.0
+    assert engines["iem"]["ms_per_image_iteration"] == pytest.approx(1000 * engines["iem"]["seconds"] / 6)
+    assert data["environment"]["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_paper_protocol_compares_early_exit(shared_data, tmp_path, capsys):
+    out = tmp_path / "paper_protocol.json"
+    args = ["--images", "5", "--iterations", "4", "--threads", "1", "--data", str(shared_data), "--out", str(out)]
+    assert paper_protocol.main(args) == 0
+    assert "early exit: masks identical True" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["early_exit_comparison"]["masks_identical"] is True
+    assert table.main(["--results", str(tmp_path)]) == 0
+    assert "| early exit |" in capsys.readouterr().out
+    assert sum(data["iterations_distribution"]["histogram"].values()) == 5
+    assert set(data["runs"]) == {"early_exit", "no_early_exit"}
+
+
+def test_memory_verdict_flags_growth():
+    mib = 1024**2
+    flat = [{"mode": "files", "images": n, "peak_rss": 400 * mib + n} for n in (10, 100)]
+    growing = [{"mode": "files", "images": n, "peak_rss": 400 * mib + n * mib} for n in (10, 1000)]
+    assert memory.verdict(flat, "files")["flat"] and not memory.verdict(growing, "files")["flat"]
+    huge = [{"mode": "batch", "images": 5, "growth_beyond_io": 3 * 1024 * mib}]
+    assert not memory.verdict(huge, "batch")["under_limit"]
+
+
+def test_memory_measures_both_paths_in_children(tmp_path, capsys):
+    out = tmp_path / "memory.json"
+    assert memory.main(["--counts", "3", "--iterations", "1", "--size", "32", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    records = {(r["mode"], r["images"]): r for r in data["records"]}
+    assert set(records) == {("batch", 3), ("files", 3)}
+    assert records[("batch", 3)]["input_bytes"] == 3 * 3 * 32 * 32 * 4
+    # A child's peak includes torch itself: tens of megabytes at the very least.
+    assert all(r["peak_rss"] > 20 * 1024**2 for r in records.values())
+    assert set(data["verdicts"]) == {"batch", "files"}
+    assert table.main(["--results", str(tmp_path)]) == 0
+    assert "| files | 3 |" in capsys.readouterr().out
+
+
+def test_gpu_check_dry_run_on_the_cpu(shared_data, tmp_path):
+    out = tmp_path / "gpu"
+    args = ["--device", "cpu", "--images", "4", "--check-images", "2", "--iterations", "2", "--data", str(shared_data),
+            "--out", str(out)]
+    assert gpu_check.main(args) == 0
+    report = (out / "gpu_check.txt").read_text()
+    assert "released cpu vs CPU: mask IoU mean 1.0000" in report and "PASS" in report
+    assert (out / "gpu_check.json").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without CUDA")
+def test_gpu_check_script_says_clearly_when_cuda_is_missing(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, OUT=str(tmp_path), OMP_NUM_THREADS="1")
+    done = subprocess.run(["bash", str(common.REPO / "benchmarks" / "gpu_check.sh")], check=False, capture_output=True,
+                          text=True,
+                          env=env, timeout=120)
+    assert done.returncode == gpu_check.NO_CUDA_STATUS
+    assert "CUDA IS NOT AVAILABLE" in done.stdout
+    assert (tmp_path / "gpu_check.json").is_file()
+
+
+def test_iterations_distribution_by_hand():
+    dist = iterations_distribution(torch.tensor([3, 12, 20, 150, 150]), 150)
+    assert dist["histogram"]["1-10"] == 1 and dist["histogram"]["11-20"] == 2 and dist["histogram"]["141-150"] == 2
+    assert dist["ran_all_iterations"] == 2 and dist["min"] == 3 and dist["max"] == 150
+
+
+def test_cycled_paths_repeat_both_datasets(shared_data):
+    paths = common.cycled_paths(1020, shared_data)
+    assert len(paths) == 1020 and len(set(paths)) == 377
+    assert paths[0] == paths[377] and paths[327].parent.parent.name == "grabcut"
+
+
+def test_mask_iou_treats_two_empty_masks_as_agreeing():
+    empty = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    full = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    assert common.mask_iou(empty, empty).item() == 1.0 and common.mask_iou(empty, full).item() == 0.0
