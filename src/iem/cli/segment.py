@@ -6,6 +6,7 @@ Every field of :class:`iem.IEMConfig` is an option, generated from the dataclass
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -13,7 +14,7 @@ import re
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Type
 
 import click
 
@@ -274,7 +275,7 @@ def segment(
 
         tqdm.write(failure.line(), file=sys.stderr)
 
-    try:
+    with _user_errors(ctx, model, OutputFolderError):
         summary = segment_files(
             list(inputs),
             out_dir,
@@ -292,7 +293,24 @@ def segment(
             on_failure=print_failure,
             write_summary=json_summary,
         )
-    except OutputFolderError as err:
+    if json_summary:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    if not quiet:
+        click.echo(summary.line(), err=True)
+    ctx.exit(summary.exit_code)
+
+
+@contextlib.contextmanager
+def _user_errors(ctx: click.Context, model: Optional[Path], failures: Type[Exception]) -> Iterator[None]:
+    """Turn the library's errors into the command's answers.
+
+    ``failures`` (an input or the output folder that cannot be used) print one line and exit 1;
+    a ``ValueError`` is a usage error (exit 2); a checkpoint that cannot be loaded is a bad
+    ``--model`` (exit 2).
+    """
+    try:
+        yield
+    except failures as err:
         click.echo(str(err), err=True)
         ctx.exit(1)
     except ValueError as err:
@@ -300,11 +318,6 @@ def segment(
     except Exception as err:
         _model_error(err, model)
         raise
-    if json_summary:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
-    if not quiet:
-        click.echo(summary.line(), err=True)
-    ctx.exit(summary.exit_code)
 
 
 def _model_error(err: Exception, model: Optional[Path]) -> None:
@@ -345,18 +358,10 @@ def _segment_stdin(
     from iem.io.render import mask_image
 
     data = click.get_binary_stream("stdin").read()
-    try:
+    with _user_errors(ctx, model, ImageReadError):
         mask = segment_bytes(
             data, config, size, device, model, refine, upsample=upsample, max_pixels=max_pixels  # type: ignore[arg-type]
         )
-    except ImageReadError as err:
-        click.echo(str(err), err=True)
-        ctx.exit(1)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
-    except Exception as err:
-        _model_error(err, model)
-        raise
     buffer = io.BytesIO()
     mask_image(mask).save(buffer, format="PNG")
     stdout.write(buffer.getvalue())
