@@ -18,6 +18,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: these tensors are tiny, and on a shared 2-core machine more threads only wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def composite(height: int = 48, width: int = 48, seed: int = 0, shape: str = "disk"):
     """A textured background with a differently coloured textured object; returns (image, mask).
 

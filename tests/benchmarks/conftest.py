@@ -10,18 +10,13 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Tuple
 
 import pytest
-import torch
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, more threads only add waiting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every test of this folder on one torch thread."""
 
 
 ScriptRunner = Callable[..., Tuple[subprocess.CompletedProcess, Dict[str, Any]]]

@@ -16,12 +16,7 @@ from iem.segnet.train import TrainSettings, train_segnet
 from tests.segnet.synthetic import blobs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

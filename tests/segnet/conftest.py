@@ -15,10 +15,6 @@ def tiny_model() -> SegNet:
     return SegNet(image_size=32).eval()
 
 
-@pytest.fixture(autouse=True, scope="package")
-def one_thread():
-    """Run on one thread: these tensors are tiny, and threads only contend on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    """Every test of this folder on one torch thread."""
