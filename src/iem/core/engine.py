@@ -88,31 +88,34 @@ def auto_chunk_runs(height: int, width: int, device: torch.device) -> int:
     return max(1, int(base * REFERENCE_SIZE * REFERENCE_SIZE / (height * width)))
 
 
-GradientFn = Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+class Gradient:
+    """The objective's gradient ``dL/dM`` for the runs still moving, closed form when possible.
 
-
-def _gradient_fn(
-    images: torch.Tensor, filt: LinearFilter, config: IEMConfig, inpainter: Optional[Inpainter]
-) -> GradientFn:
-    """The gradient of the objective as ``fn(masks, active_index)``, closed form when possible.
-
-    ``active_index`` selects the runs of ``images`` the masks belong to (None: all of them).
+    Holds what the gradient reuses at every step (the images, and for the closed form the
+    image-only terms of :class:`ImageConstants`); :meth:`keep` narrows them when runs leave.
     """
-    if inpainter is None and config.closed_form:
-        constants = ImageConstants.compute(images, filt, config.epsilon)
 
-        def closed(masks: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
-            sub = constants if index is None else constants.select(index)
-            return objective_gradient(masks, sub, filt, config)
+    def __init__(
+        self, images: torch.Tensor, filt: LinearFilter, config: IEMConfig, inpainter: Optional[Inpainter]
+    ) -> None:
+        self.filt, self.config = filt, config
+        self.closed = inpainter is None and config.closed_form
+        self.images = images
+        self.constants = ImageConstants.compute(images, filt, config.epsilon) if self.closed else None
+        self.psi = inpainter if inpainter is not None else gaussian_inpainter(filt, config.epsilon)
 
-        return closed
-    psi = inpainter if inpainter is not None else gaussian_inpainter(filt, config.epsilon)
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the runs ``rows`` (indices into the current runs)."""
+        if self.constants is not None:
+            self.constants = self.constants.select(rows)
+        else:
+            self.images = self.images[rows]
 
-    def autograd(masks: torch.Tensor, index: Optional[torch.Tensor]) -> torch.Tensor:
-        sub = images if index is None else images[index]
-        return objective_gradient_autograd(sub, masks.to(images.dtype), psi, config)
-
-    return autograd
+    def __call__(self, masks: torch.Tensor) -> torch.Tensor:
+        """``(R, 1, H, W)`` gradient at the bool ``masks`` of the current runs."""
+        if self.constants is not None:
+            return objective_gradient(masks, self.constants, self.filt, self.config)
+        return objective_gradient_autograd(self.images, masks.to(self.images.dtype), self.psi, self.config)
 
 
 def optimize_masks(
@@ -136,13 +139,13 @@ def optimize_masks(
         ``(final masks (N, 1, H, W) bool, iterations computed (N,) long)``.
     """
     total = config.iterations
-    gradient = _gradient_fn(images, filt, config, inpainter)
+    gradient = Gradient(images, filt, config, inpainter)
     final = masks.clone()
     iterations = torch.full((masks.shape[0],), total, dtype=torch.long, device=masks.device)
     active: Optional[torch.Tensor] = None  # indices of the runs still moving; None = all
     current, previous = masks, None
     for t in range(1, total + 1):
-        new = iem_step(current, gradient(current, active), config)
+        new = iem_step(current, gradient(current), config)
         if config.early_exit:
             same = (new == current).flatten(1).all(dim=1)
             cycle = torch.zeros_like(same) if previous is None else (new == previous).flatten(1).all(dim=1) & ~same
@@ -160,6 +163,7 @@ def optimize_masks(
                 if active.numel() == 0:
                     return final, iterations
                 new, current = new[keep], current[keep]
+                gradient.keep(keep)
         previous, current = current, new
     if active is None:
         return current, iterations
