@@ -3,7 +3,7 @@ import torch
 
 import iem
 from iem.config import IEMConfig
-from iem.core import engine
+from iem.core import engine, kernels
 from iem.core.engine import optimize_masks, select_best
 from iem.core.filters import LinearFilter
 from iem.core.inpaint import gaussian_inpainter
@@ -12,18 +12,28 @@ from iem.core.masks import initial_masks
 from ..conftest import composite
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def loop(request, monkeypatch):
+    """Runs a test with the compiled CPU loop (numba) and with the torch loop."""
+    if request.param == "compiled" and not kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    if request.param == "torch":
+        monkeypatch.setattr(kernels, "AVAILABLE", False)
+    return request.param
+
+
 def iou(a, b):
     return ((a & b).sum() / (a | b).sum()).item()
 
 
 @pytest.mark.parametrize("shape", ["disk", "box"])
-def test_recovers_a_synthetic_object(shape):
+def test_recovers_a_synthetic_object(shape, loop):
     image, truth = composite(48, 56, seed=3, shape=shape)
     result = iem.segment_batch(image, IEMConfig.paper(iterations=60), device="cpu")
     assert iou(result.masks, truth) > 0.9
 
 
-def test_early_exit_gives_the_same_masks_as_every_iteration():
+def test_early_exit_gives_the_same_masks_as_every_iteration(loop):
     images = torch.cat([composite(40, 40, seed=s)[0] for s in range(4)])
     images = torch.cat([images, torch.rand(2, 3, 40, 40) * 2 - 1])
     cfg = IEMConfig.paper(iterations=40)
@@ -38,6 +48,8 @@ def test_early_exit_gives_the_same_masks_as_every_iteration():
 def test_two_cycle_parity_is_resolved_exactly(monkeypatch, iterations):
     # A gradient pointing away from the current value flips every pixel at every step: a pure
     # 2-cycle from the start, so the final mask is the initial one or its inverse by parity.
+    # (The torch loop: the compiled one computes its own gradient; test_kernels covers it.)
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
     monkeypatch.setattr(engine.Gradient, "__call__", lambda self, masks: 0.5 - masks.float())
     cfg = IEMConfig.released(iterations=iterations, smoothing=False, boundary_only=False)
     filt = LinearFilter.build(16, 16, cfg, torch.float32, "cpu")
@@ -50,13 +62,13 @@ def test_two_cycle_parity_is_resolved_exactly(monkeypatch, iterations):
     assert its.tolist() == [2, 2, 2]
 
 
-def test_fixed_points_leave_the_batch_early():
+def test_fixed_points_leave_the_batch_early(loop):
     images = torch.cat([composite(40, 40, seed=s)[0] for s in range(3)])
     r = iem.segment_batch(images, IEMConfig.released(iterations=150), device="cpu")
     assert (r.iterations < 150).any()
 
 
-def test_masks_do_not_depend_on_the_batch():
+def test_masks_do_not_depend_on_the_batch(loop):
     images = torch.cat([composite(32, 40, seed=s)[0] for s in range(5)])
     cfg = IEMConfig.paper(iterations=25)
     whole = iem.segment_batch(images, cfg, device="cpu")
@@ -93,12 +105,12 @@ def test_kept_score_is_the_highest_of_the_squares():
         torch.ones(1, 3, 32, 32),
     ],
 )
-def test_degenerate_images_give_defined_results(image):
+def test_degenerate_images_give_defined_results(image, loop):
     r = iem.segment_batch(image, IEMConfig.paper(iterations=10), device="cpu")
     assert torch.isfinite(r.scores).all()
 
 
-def test_single_pixel_object_and_empty_or_full_initial_masks():
+def test_single_pixel_object_and_empty_or_full_initial_masks(loop):
     image = torch.full((1, 3, 32, 32), -1.0)
     image[..., 16, 16] = 1.0
     cfg = IEMConfig.released(iterations=10)

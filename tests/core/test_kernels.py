@@ -1,16 +1,21 @@
+import numpy as np
 import pytest
 import torch
 
+import iem
 from iem.config import IEMConfig
 from iem.core import kernels
-from iem.core.filters import LinearFilter
+from iem.core.engine import optimize_masks
+from iem.core.filters import LinearFilter, filter_matrix
 from iem.core.masks import initial_masks
 from iem.core.objective import ImageConstants, NORMALIZER_FLOOR, pixelwise_terms
+
+from ..conftest import composite
 
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
 
 
-def inputs(masks):
+def pixelwise_inputs(masks):
     n, _, h, w = masks.shape
     cfg = IEMConfig()
     x = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(1)) * 2 - 1
@@ -24,17 +29,137 @@ def inputs(masks):
             size.clamp_min(NORMALIZER_FLOOR), (h * w - size).clamp_min(NORMALIZER_FLOOR))
 
 
+def compiled_pixelwise(x, whole_numerator, whole_denominator, terms, masks, size_f, size_b):
+    n, c, h, w = x.shape
+    upstream, direct, totals = np.empty((n, c + 1, h, w), np.float32), np.empty((n, h, w), np.float32), np.empty((n, 2))
+    kernels._pixelwise(x.numpy(), whole_numerator.numpy(), whole_denominator.reshape(h, w).numpy(), terms.numpy(),
+                       masks.reshape(n, h, w).numpy(), size_f.reshape(n).numpy(), size_b.reshape(n).numpy(),
+                       upstream, direct, totals)
+    totals = torch.from_numpy(totals).float().view(n, 2, 1, 1)
+    return torch.from_numpy(direct).unsqueeze(1), totals[:, :1], totals[:, 1:], torch.from_numpy(upstream)
+
+
 @pytest.mark.parametrize("kind", ["squares", "random", "empty", "full"])
-def test_compiled_kernel_matches_the_torch_definition(kind):
+def test_compiled_pixelwise_part_matches_the_torch_definition(kind):
     if kind == "squares":
         masks = initial_masks(40, 48, (44, 78, 92))
     elif kind == "random":
         masks = torch.rand(3, 1, 40, 48, generator=torch.Generator().manual_seed(2)) > 0.5
     else:
         masks = torch.full((2, 1, 40, 48), kind == "full")
-    args = inputs(masks)
-    assert kernels.usable(args[0])
-    for got, want in zip(kernels.pixelwise(*args), pixelwise_terms(*args)):
+    args = pixelwise_inputs(masks)
+    for got, want in zip(compiled_pixelwise(*args), pixelwise_terms(*args)):
         assert got.shape == want.shape
         assert torch.isfinite(got).all()
         assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * max(1.0, want.abs().max().item()))
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_diagonals_hold_the_band_of_the_filter_matrix(scale):
+    matrix = filter_matrix(37, IEMConfig(scale_factor=scale))
+    band, radius = kernels.diagonals(matrix)
+    rebuilt = torch.zeros(37, 37, dtype=torch.float64)
+    for i in range(37):
+        for d in range(2 * radius + 1):
+            if 0 <= i + d - radius < 37:
+                rebuilt[i, i + d - radius] = band[i, d]
+    assert torch.equal(rebuilt, matrix.double())
+    assert radius == (10 if scale == 1 else int((matrix != 0).nonzero().diff(dim=1).abs().max()))
+
+
+@pytest.fixture
+def horse_images(shared_data):
+    from benchmarks.common import horse_batch
+
+    return horse_batch(12, shared_data)
+
+def both_loops(images, init, cfg, monkeypatch):
+    filt = LinearFilter.build(images.shape[2], images.shape[3], cfg, torch.float32, "cpu")
+    compiled = optimize_masks(images, init, cfg, filt)
+    with monkeypatch.context() as patch:
+        patch.setattr(kernels, "AVAILABLE", False)
+        reference = optimize_masks(images, init, cfg, filt)
+    return compiled, reference
+
+
+def runs(height, width, count=4, noise=True):
+    """Composites, the last replaced by uniform noise when ``noise``, each from the 78 px square."""
+    images = torch.cat([composite(height, width, seed=s)[0] for s in range(count)])
+    if noise:
+        images[-1] = torch.rand(3, height, width, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    init = initial_masks(height, width, (78,)).expand(count, -1, -1, -1).contiguous()
+    return images, init
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"lambda_": 0.0},
+        {"smoothing_rule": "paper"},
+        {"smoothing": False},
+        {"boundary_only": False},
+        {"scale_factor": 2},
+        {"early_exit": False},
+    ],
+    ids=["paper", "no-diversity", "paper-smoothing", "no-smoothing", "all-pixels", "pooled", "every-iteration"],
+)
+def test_compiled_loop_follows_the_torch_loop(overrides, monkeypatch):
+    # With every pixel movable, noise meets gradients within float rounding of 0 by the
+    # fifth step (both loops then differ from float64 too): composites only there.
+    images, init = runs(40, 48, noise="boundary_only" not in overrides)
+    cfg = IEMConfig.paper(iterations=40, **overrides)
+    (masks, its), (ref_masks, ref_its) = both_loops(images, init, cfg, monkeypatch)
+    assert masks.shape == ref_masks.shape and masks.dtype == torch.bool
+    assert torch.equal(masks, ref_masks)
+    assert torch.equal(its, ref_its)
+
+
+def test_compiled_loop_on_real_photos_agrees_with_the_torch_loop(monkeypatch, horse_images):
+    cfg = IEMConfig.released()
+    init = initial_masks(128, 128, cfg.init_sizes).expand(horse_images.shape[0], -1, -1, -1).contiguous()
+    (masks, its), (ref_masks, ref_its) = both_loops(horse_images, init, cfg, monkeypatch)
+    inter = (masks & ref_masks).flatten(1).sum(1)
+    union = (masks | ref_masks).flatten(1).sum(1)
+    assert (inter / union).mean() > 0.999
+    assert (its == ref_its).float().mean() > 0.8
+
+
+def test_refiltering_after_large_changes_agrees(monkeypatch):
+    # From a random mask every pixel may move: most change at once and K is filtered anew.
+    images, _ = runs(32, 32, count=3)
+    init = torch.rand(3, 1, 32, 32, generator=torch.Generator().manual_seed(3)) > 0.5
+    cfg = IEMConfig.released(iterations=12, boundary_only=False, smoothing=False)
+    (masks, its), (ref_masks, ref_its) = both_loops(images, init, cfg, monkeypatch)
+    assert torch.equal(masks, ref_masks) and torch.equal(its, ref_its)
+
+
+def test_compiled_loop_serves_only_what_it_implements():
+    x = torch.zeros(1, 3, 16, 16)
+    assert kernels.usable(x, IEMConfig())
+    assert not kernels.usable(x.double(), IEMConfig())
+    assert not kernels.usable(x, IEMConfig(numerator_norm="l2"))
+    assert not kernels.usable(x, IEMConfig(normalizer="marginal"))
+
+
+def test_zero_iterations_return_the_initial_masks():
+    images, init = runs(24, 24, count=2)
+    result = iem.segment_batch(images, IEMConfig.paper(iterations=0), device="cpu", init_masks=init)
+    assert torch.equal(result.masks, init) and result.iterations.tolist() == [0, 0]
+
+
+def test_compiled_early_exit_reads_fixed_points_and_two_cycles_exactly(shared_data):
+    from benchmarks.common import horse_batch
+
+    images = horse_batch(14, shared_data)  # horses 8 and 13 end in 2-cycles, 9 never settles
+    init = initial_masks(128, 128, (78,)).expand(14, -1, -1, -1).contiguous()
+    cfg = IEMConfig.released()
+    filt = LinearFilter.build(128, 128, cfg, torch.float32, "cpu")
+    finals = {}
+    for total in (149, 150):
+        fast, its = optimize_masks(images, init, cfg.replace(iterations=total), filt)
+        slow, _ = optimize_masks(images, init, cfg.replace(iterations=total, early_exit=False), filt)
+        assert torch.equal(fast, slow)
+        finals[total] = (slow, its)
+    parity_matters = (finals[149][0] != finals[150][0]).flatten(1).any(dim=1) & (finals[150][1] < 149)
+    assert parity_matters.any()

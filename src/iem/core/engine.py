@@ -15,8 +15,10 @@ import torch
 from iem.config import REFERENCE_SIZE, IEMConfig
 from iem.core.filters import LinearFilter
 from iem.core.inpaint import Inpainter, gaussian_inpainter
-from iem.core.masks import iem_step
+from iem.core import kernels
+from iem.core.masks import SMOOTHING_MIN_COUNT, iem_step
 from iem.core.objective import (
+    NORMALIZER_FLOOR,
     ImageConstants,
     inpainting_error,
     objective_gradient,
@@ -138,6 +140,12 @@ def optimize_masks(
     Returns:
         ``(final masks (N, 1, H, W) bool, iterations computed (N,) long)``.
     """
+    if inpainter is None and kernels.usable(images, config):
+        constants = ImageConstants.compute(images, filt, config.epsilon)
+        return kernels.optimize(
+            images, masks, constants.whole_numerator, constants.whole_denominator, filt.rows.matrix,
+            filt.cols.matrix, config, SMOOTHING_MIN_COUNT[config.smoothing_rule], NORMALIZER_FLOOR,
+        )
     total = config.iterations
     gradient = Gradient(images, filt, config, inpainter)
     final = masks.clone()

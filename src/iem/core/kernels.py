@@ -1,33 +1,46 @@
-"""A compiled CPU kernel for the pixel-wise part of the closed-form gradient (optional).
+"""The IEM iteration loop compiled for the CPU (optional; the ``fast`` extra, numba).
 
-Between its two filterings, the closed-form gradient
-(:func:`iem.core.objective.objective_gradient`) makes a few dozen pixel-wise operations; in
-torch each is a pass over memory, and together they cost almost as much as the filterings.
-With numba installed (the ``fast`` extra), this module does them in one pass, on CPU,
-releasing the GIL so that chunks run in parallel threads. The torch formulas in :mod:`iem.core.objective` stay the definition (and the
-path on GPU); the tests check that both agree. ``IEM_NO_NUMBA=1`` turns the kernels off.
+:func:`optimize` runs every iteration of each run (image x initial mask) in one compiled
+loop, the twin of the torch loop :func:`iem.core.engine.optimize_masks` with the closed-form
+gradient of :func:`iem.core.objective.objective_gradient`. Three things make it several times
+cheaper per step than the same arithmetic as torch operations:
+
+- ``K([X * M, M])`` follows the mask: a step changes a few dozen pixels, and each changed
+  pixel adds or removes its window of K (kept in float64, so that the sum does not drift),
+  instead of the whole image being filtered again;
+- ``K^T`` of the upstream gradient is needed only where the mask may move (the boundary,
+  Eq. 9): the product with ``rows.T`` is done on every row, the one with ``cols`` only there;
+- the pixel-wise work between the two is one pass over memory, not a few dozen.
+
+Results agree with the torch loop up to float rounding (the tests compare masks, iteration
+counts and early exits). The kernels release the GIL, so chunks run in parallel threads.
+The torch formulas stay the definition and the path on other devices and dtypes.
+``IEM_NO_NUMBA=1`` turns the kernels off.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from iem.config import IEMConfig
 
 try:
     import numba
 except ImportError:  # pragma: no cover - exercised where numba is absent
     numba = None
 
-#: Whether the compiled kernels are used for float32 CPU tensors.
+#: Whether the compiled loop serves float32 CPU tensors.
 AVAILABLE = numba is not None and os.environ.get("IEM_NO_NUMBA") != "1"
 
 
-def usable(x: torch.Tensor) -> bool:
-    """Whether the kernels can serve tensors like ``x`` (float32 on CPU)."""
-    return AVAILABLE and x.device.type == "cpu" and x.dtype == torch.float32
+def usable(x: torch.Tensor, config: "IEMConfig") -> bool:
+    """Whether :func:`optimize` can run ``config`` on images like ``x`` (float32 on CPU, Eq. 7)."""
+    return AVAILABLE and config.closed_form and x.device.type == "cpu" and x.dtype == torch.float32
 
 
 if numba is not None:
@@ -86,31 +99,333 @@ if numba is not None:
             totals[i, 1] = total_b
 
 
-def pixelwise(
-    x: torch.Tensor,
+def diagonals(matrix: torch.Tensor) -> Tuple[np.ndarray, int]:
+    """A banded matrix by rows of its band: ``D[i, d] = A[i, i + d - w]`` (0 off the matrix).
+
+    Returns:
+        ``(D, w)`` with ``D`` of shape ``(n, 2 w + 1)`` float64 and ``w`` the band's radius,
+        the largest ``|i - j|`` of a non-zero ``A[i, j]``.
+    """
+    dense = matrix.detach().to("cpu", torch.float64).numpy()
+    rows, cols = np.nonzero(dense)
+    radius = int(np.abs(rows - cols).max()) if rows.size else 0
+    n = dense.shape[0]
+    band = np.zeros((n, 2 * radius + 1))
+    for d in range(2 * radius + 1):
+        i = np.arange(max(0, radius - d), min(n, n + radius - d))
+        band[i, d] = dense[i, i + d - radius]
+    return band, radius
+
+
+if numba is not None:
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _add_scaled(out, values, scale):  # pragma: no cover
+        # out += scale * values on 1-D views: indices from 0 let the compiler vectorise (an
+        # offset index ``s + d - w`` would be checked for wraparound at every element).
+        for q in range(out.shape[0]):
+            out[q] += scale * values[q]
+
+    @numba.njit(cache=True, nogil=True, inline="always")
+    def _add_product(out, values, weights):  # pragma: no cover
+        for q in range(out.shape[0]):
+            out[q] += values[q] * weights[q]
+
+    @numba.njit(cache=True, nogil=True)
+    def _right_product(y, band_t, w, out):  # pragma: no cover
+        # out[c, k] = y[c, k] @ A.T for each row, with band_t[d, j] = A[j, j + d - w].
+        channels, height, width = y.shape
+        for c in range(channels):
+            for k in range(height):
+                row = out[c, k]
+                row[:] = 0.0
+                for d in range(2 * w + 1):
+                    lo, hi = max(0, w - d), min(width, width + w - d)
+                    _add_product(row[lo:hi], y[c, k, lo + d - w : hi + d - w], band_t[d, lo:hi])
+
+    @numba.njit(cache=True, nogil=True)
+    def _left_product(y, band, w, out):  # pragma: no cover
+        # out[c] = A @ y[c] with band[i, d] = A[i, i + d - w], one scaled row at a time.
+        channels, height, width = y.shape
+        for c in range(channels):
+            for i in range(height):
+                row = out[c, i]
+                row[:] = 0.0
+                for d in range(max(0, w - i), min(2 * w + 1, height + w - i)):
+                    _add_scaled(row, y[c, i + d - w], band[i, d])
+
+    @numba.njit(cache=True, nogil=True)
+    def _filter_full(y, rows_r, wr, rows_c_t, wc, tmp, out):  # pragma: no cover
+        # out[c] = R @ y[c] @ C.T, both products as sums along the band.
+        _right_product(y, rows_c_t, wc, tmp)
+        _left_product(tmp, rows_r, wr, out)
+
+    @numba.njit(cache=True, nogil=True)
+    def _filter_state(x, mask, rows_r, wr, rows_c_t, wc, stacked, tmp, state):  # pragma: no cover
+        # state = K([X * M, M]) without the epsilon terms, in float64.
+        channels, height, width = x.shape
+        for r in range(height):
+            for s in range(width):
+                m = 1.0 if mask[r, s] else 0.0
+                for c in range(channels):
+                    stacked[c, r, s] = x[c, r, s] * m
+                stacked[channels, r, s] = m
+        _filter_full(stacked, rows_r, wr, rows_c_t, wc, tmp, state)
+
+    @numba.njit(cache=True, nogil=True)
+    def _psi_terms(state, sums, size, eps, terms):  # pragma: no cover
+        # psi_K's numerators and denominator with the foreground as source (Eq. 6), float32.
+        channels = sums.shape[0]
+        for c in range(channels + 1):
+            shift = eps * (sums[c] if c < channels else size)
+            plane, out = state[c], terms[c]
+            for r in range(plane.shape[0]):
+                source, target = plane[r], out[r]
+                for q in range(source.shape[0]):
+                    target[q] = source[q] + shift
+
+    @numba.njit(cache=True, nogil=True)
+    def _projected_step(x, cur, direct, offset, coef, left, back_shift, cols_c, wc, boundary_only, moved):  # pragma: no cover
+        # Eq. 9 with eta -> infinity: each movable pixel takes the sign of its gradient,
+        # ``direct + offset + sum_c X_c (K^T(U)_c - coef_c) + K^T(U)_C``. ``left`` holds
+        # R.T @ U; K^T's product by C is done here, for that pixel alone.
+        channels, height, width = x.shape
+        back = np.empty(channels + 1)
+        for r in range(height):
+            edge = r == 0 or r == height - 1
+            for s in range(width):
+                value = cur[r, s]
+                movable = True
+                if boundary_only and not (edge or s == 0 or s == width - 1):
+                    movable = (
+                        cur[r - 1, s] != value or cur[r + 1, s] != value or cur[r, s - 1] != value or cur[r, s + 1] != value
+                    )
+                if movable:
+                    lo, hi = max(0, wc - s), min(2 * wc + 1, width + wc - s)
+                    weights = cols_c[s, lo:hi]
+                    for c in range(channels + 1):
+                        taps = left[c, r, s + lo - wc : s + hi - wc]
+                        total = back_shift[c]
+                        for q in range(weights.shape[0]):
+                            total += weights[q] * taps[q]
+                        back[c] = total
+                    g = direct[r, s] + offset + back[channels]
+                    for c in range(channels):
+                        g += x[c, r, s] * (back[c] - coef[c])
+                    if g != 0.0:
+                        value = g > 0.0
+                moved[r, s] = value
+
+    @numba.njit(cache=True, nogil=True)
+    def _smooth(moved, min_count, exclude_self, counts, out):  # pragma: no cover
+        # Majority smoothing: ones in each 3x3 window (zero padding), first down the columns.
+        height, width = moved.shape
+        for r in range(height):
+            row = counts[r]
+            for q in range(width):
+                row[q] = moved[r, q]
+            if r > 0:
+                above = moved[r - 1]
+                for q in range(width):
+                    row[q] += above[q]
+            if r < height - 1:
+                below = moved[r + 1]
+                for q in range(width):
+                    row[q] += below[q]
+        for r in range(height):
+            row, target, own = counts[r], out[r], moved[r]
+            for q in range(width):
+                total = row[q]
+                if q > 0:
+                    total += row[q - 1]
+                if q < width - 1:
+                    total += row[q + 1]
+                if exclude_self:
+                    total -= own[q]
+                target[q] = total >= min_count
+
+    @numba.njit(cache=True, nogil=True)
+    def _update_state(x, new, cur, cols_r, wr, cols_c, wc, refilter, state, sums):  # pragma: no cover
+        # Follow the mask: add or remove each changed pixel's window of K (or only its sums,
+        # when the caller refilters). Returns the change in the foreground's size.
+        channels, height, width = x.shape
+        values = np.empty(channels)
+        grown = 0.0
+        for r in range(height):
+            lo_r, hi_r = max(0, wr - r), min(2 * wr + 1, height + wr - r)
+            for s in range(width):
+                if new[r, s] == cur[r, s]:
+                    continue
+                sign = 1.0 if new[r, s] else -1.0
+                grown += sign
+                for c in range(channels):
+                    values[c] = sign * x[c, r, s]
+                    sums[c] += values[c]
+                if refilter:
+                    continue
+                lo, hi = max(0, wc - s), min(2 * wc + 1, width + wc - s)
+                window = cols_c[s, lo:hi]
+                for d in range(lo_r, hi_r):
+                    k = r + d - wr
+                    weight = cols_r[r, d]
+                    _add_scaled(state[channels, k, s + lo - wc : s + hi - wc], window, sign * weight)
+                    for c in range(channels):
+                        _add_scaled(state[c, k, s + lo - wc : s + hi - wc], window, values[c] * weight)
+        return grown
+
+    @numba.njit(cache=True, nogil=True)
+    def _optimize(
+        x, whole_num, whole_den, image_sums, masks, rows_r, cols_r, wr, rows_c_t, cols_c, wc,
+        eps, lam, floor, iterations, boundary_only, smoothing, min_count, exclude_self, early_exit,
+        final, iterations_out,
+    ):  # pragma: no cover
+        n, channels, height, width = x.shape
+        planes = channels + 1
+        pixels = height * width
+        state = np.empty((planes, height, width))
+        stacked = np.empty((planes, height, width))
+        tmp = np.empty((planes, height, width))
+        terms = np.empty((1, planes, height, width), dtype=np.float32)
+        upstream = np.empty((1, planes, height, width), dtype=np.float32)
+        direct = np.empty((1, height, width), dtype=np.float32)
+        left = np.empty((planes, height, width), dtype=np.float32)
+        totals = np.empty((1, 2))
+        size_f = np.empty(1, dtype=np.float32)
+        size_b = np.empty(1, dtype=np.float32)
+        sums = np.empty(channels)
+        coef = np.empty(channels)
+        back_shift = np.empty(planes)
+        moved = np.empty((height, width), dtype=np.bool_)
+        counts = np.empty((height, width), dtype=np.int32)
+        # An incremental update costs a window per changed pixel; past this many, refilter.
+        refilter_above = pixels * ((2 * wr + 1) + (2 * wc + 1)) // ((2 * wr + 1) * (2 * wc + 1))
+        for i in range(n):
+            cur = np.empty((1, height, width), dtype=np.bool_)
+            prev = np.empty((1, height, width), dtype=np.bool_)
+            new = np.empty((1, height, width), dtype=np.bool_)
+            cur[0] = masks[i]
+            _filter_state(x[i], cur[0], rows_r, wr, rows_c_t, wc, stacked, tmp, state)
+            size = 0.0
+            sums[:] = 0.0
+            for r in range(height):
+                for s in range(width):
+                    if cur[0, r, s]:
+                        size += 1.0
+                        for c in range(channels):
+                            sums[c] += x[i, c, r, s]
+            have_prev = False
+            result = cur
+            done_at = iterations
+            for t in range(1, iterations + 1):
+                _psi_terms(state, sums, size, eps, terms[0])
+                size_f[0] = max(size, floor)
+                size_b[0] = max(pixels - size, floor)
+                _pixelwise(x[i : i + 1], whole_num[i : i + 1], whole_den, terms, cur, size_f, size_b, upstream, direct, totals)
+                # The normalisers' derivative and the diversity term (as in objective_gradient).
+                offset = 0.0
+                if pixels - size > floor:
+                    offset += np.float32(totals[0, 1]) / (size_b[0] * size_b[0])
+                if size > floor:
+                    offset -= np.float32(totals[0, 0]) / (size_f[0] * size_f[0])
+                coef[:] = 0.0
+                if lam != 0.0:
+                    for c in range(channels):
+                        mu_f = sums[c] / max(size, 1.0)
+                        mu_b = (image_sums[i, c] - sums[c]) / max(pixels - size, 1.0)
+                        coef[c] = 2.0 * lam * (mu_b - mu_f)
+                        offset -= lam * (mu_f * mu_f - mu_b * mu_b)
+                for c in range(planes):
+                    back_shift[c] = eps * upstream[0, c].sum()
+                _left_product(upstream[0], cols_r, wr, left)
+                _projected_step(x[i], cur[0], direct[0], offset, coef, left, back_shift, cols_c, wc, boundary_only, moved)
+                if smoothing:
+                    _smooth(moved, min_count, exclude_self, counts, new[0])
+                else:
+                    new[0] = moved
+                changed = 0
+                cycle = have_prev
+                for r in range(height):
+                    for s in range(width):
+                        if new[0, r, s] != cur[0, r, s]:
+                            changed += 1
+                        if cycle and new[0, r, s] != prev[0, r, s]:
+                            cycle = False
+                if early_exit and (changed == 0 or cycle):
+                    # A fixed point, or a 2-cycle whose phase after the last iteration is read off.
+                    result = new if changed == 0 or (iterations - t) % 2 == 0 else cur
+                    done_at = t
+                    break
+                refilter = changed > refilter_above
+                size += _update_state(x[i], new[0], cur[0], cols_r, wr, cols_c, wc, refilter, state, sums)
+                if refilter:
+                    _filter_state(x[i], new[0], rows_r, wr, rows_c_t, wc, stacked, tmp, state)
+                prev, cur, new = cur, new, prev
+                have_prev = True
+                result = cur
+            final[i] = result[0]
+            iterations_out[i] = done_at
+
+
+def optimize(
+    images: torch.Tensor,
+    masks: torch.Tensor,
     whole_numerator: torch.Tensor,
     whole_denominator: torch.Tensor,
-    terms: torch.Tensor,
-    masks: torch.Tensor,
-    size_f: torch.Tensor,
-    size_b: torch.Tensor,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Compiled twin of :func:`iem.core.objective.pixelwise_terms` (same arguments and results)."""
-    n, channels, height, width = x.shape
-    upstream = torch.empty((n, channels + 1, height, width), dtype=x.dtype)
-    direct = torch.empty((n, 1, height, width), dtype=x.dtype)
-    totals = np.empty((n, 2), dtype=np.float64)
-    _pixelwise(
-        x.contiguous().numpy(),
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    config: "IEMConfig",
+    min_count: int,
+    floor: float,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All IEM iterations of each run in one compiled loop; twin of ``engine.optimize_masks``.
+
+    Each run keeps ``K([X * M, M])`` in float64 and updates it from the pixels its mask
+    changed, instead of filtering the whole image at every step, and sends the gradient back
+    through ``K^T`` only at the pixels that may move (the boundary). The arithmetic is that of
+    :func:`iem.core.objective.objective_gradient` up to float rounding.
+
+    Args:
+        images: ``(N, C, H, W)`` float32; masks: ``(N, 1, H, W)`` bool initial masks.
+        whole_numerator, whole_denominator: from ``ImageConstants``.
+        rows, cols: the filter's ``(H, H)`` and ``(W, W)`` matrices (``K(Y) = rows @ Y @ cols.T``).
+        config: the settings (closed-form objective).
+        min_count: smoothing threshold on the 3x3 count (the pixel itself excluded for the
+            paper's rule).
+        floor: the normalisers' floor.
+
+    Returns:
+        ``(final masks (N, 1, H, W) bool, iterations computed (N,) long)``.
+    """
+    n, channels, height, width = images.shape
+    rows_r, wr = diagonals(rows)
+    cols_r, _ = diagonals(rows.T)
+    rows_c, wc = diagonals(cols)
+    cols_c, _ = diagonals(cols.T)
+    x = images.contiguous().numpy()
+    final = np.empty((n, height, width), dtype=np.bool_)
+    iterations = np.empty(n, dtype=np.int64)
+    _optimize(
+        x,
         whole_numerator.contiguous().numpy(),
         whole_denominator.reshape(height, width).contiguous().numpy(),
-        terms.contiguous().numpy(),
+        images.sum(dim=(2, 3), dtype=torch.float64).numpy(),
         masks.reshape(n, height, width).contiguous().numpy(),
-        size_f.reshape(n).contiguous().numpy(),
-        size_b.reshape(n).contiguous().numpy(),
-        upstream.numpy(),
-        direct.numpy()[:, 0],
-        totals,
+        rows_r,
+        cols_r,
+        wr,
+        np.ascontiguousarray(rows_c.T),
+        cols_c,
+        wc,
+        float(config.epsilon),
+        float(config.lambda_),
+        float(floor),
+        int(config.iterations),
+        bool(config.boundary_only),
+        bool(config.smoothing),
+        int(min_count),
+        config.smoothing_rule == "paper",
+        bool(config.early_exit),
+        final,
+        iterations,
     )
-    totals_t = torch.from_numpy(totals).to(x.dtype).view(n, 2, 1, 1)
-    return direct, totals_t[:, :1], totals_t[:, 1:], upstream
+    return torch.from_numpy(final).view(n, 1, height, width), torch.from_numpy(iterations)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from iem.config import REFERENCE_SIZE, IEMConfig
 
 #: Smoothing thresholds on the 3x3 window count (section 3.2 and the released code).
-_SMOOTHING_MIN_COUNT = {"code": 4, "paper": 5}
+SMOOTHING_MIN_COUNT = {"code": 4, "paper": 5}
 
 
 def square_side(size_at_reference: int, height: int, width: int) -> int:
@@ -88,7 +88,7 @@ def smooth(masks: torch.Tensor, rule: str = "code") -> torch.Tensor:
     count = window_count(masks)
     if rule == "paper":
         count = count - masks.to(count.dtype)
-    return count >= _SMOOTHING_MIN_COUNT[rule]
+    return count >= SMOOTHING_MIN_COUNT[rule]
 
 
 def iem_step(masks: torch.Tensor, gradient: torch.Tensor, config: IEMConfig) -> torch.Tensor:

@@ -24,7 +24,6 @@ import torch
 
 from iem.config import IEMConfig
 from iem.core.filters import LinearFilter
-from iem.core import kernels
 from iem.core.inpaint import Inpainter
 
 #: Floor of every normaliser; it only acts when a region is empty (its numerator is then 0).
@@ -221,9 +220,7 @@ def objective_gradient(
     Agrees with :func:`objective_gradient_autograd` (same guards for empty regions) up to
     float rounding. With ``P = N / D`` for each prediction, the chain rule through
     ``N = K(X * R) + eps * sum(X * R)`` and ``D = K(R) + eps * sum(R)`` needs only ``K^T``,
-    and a step costs one forward and one adjoint filtering of ``C + 1`` channels. Between them,
-    the pixel-wise work runs in a compiled kernel on CPU when numba is installed
-    (:mod:`iem.core.kernels`).
+    and a step costs one forward and one adjoint filtering of ``C + 1`` channels.
 
     Args:
         masks: ``(B, 1, H, W)`` bool foreground.
@@ -242,8 +239,7 @@ def objective_gradient(
     size = sums[:, channels:]
     size_f = size.clamp_min(NORMALIZER_FLOOR)
     size_b = (pixels - size).clamp_min(NORMALIZER_FLOOR)
-    parts = kernels.pixelwise if kernels.usable(x) else pixelwise_terms
-    direct, total_f, total_b, upstream = parts(
+    direct, total_f, total_b, upstream = pixelwise_terms(
         x, constants.whole_numerator, constants.whole_denominator, terms, masks, size_f, size_b
     )
     back = filt.adjoint(upstream).add_(upstream.sum(dim=(2, 3), keepdim=True), alpha=eps)
