@@ -19,6 +19,8 @@ from iem.imaging import resize_shorter, to_tensor
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 
+#: Chunks per CPU thread at least, so that runs that stop early do not leave a thread idle.
+CHUNKS_PER_THREAD = 4
 #: Images per slice when validating a batch.
 _CHECK_CHUNK = 256
 
@@ -85,8 +87,8 @@ def segment_batch(
         tune_cpu_allocator()
     if chunk_size is None:
         chunk_size = max(1, auto_chunk_runs(h, w, dev) // runs)
-        if dev.type == "cpu":  # at least one chunk per thread
-            chunk_size = min(chunk_size, -(-b // torch.get_num_threads()))
+        if dev.type == "cpu":  # threads take chunks as they finish: a few each keeps them all busy
+            chunk_size = min(chunk_size, -(-b // (CHUNKS_PER_THREAD * torch.get_num_threads())))
     elif chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
     filt = LinearFilter.build(h, w, config, images.dtype, dev)

@@ -162,7 +162,8 @@ if numba is not None:
 
     @numba.njit(cache=True, nogil=True)
     def _filter_state(x, mask, rows_r, wr, rows_c_t, wc, stacked, tmp, state):  # pragma: no cover
-        # state = K([X * M, M]) without the epsilon terms, in float64.
+        # state[r, s, c] = K([X * M, M])[c, r, s] without the epsilon terms, in float64. The
+        # planes are interleaved so that a pixel's window updates them in one pass.
         channels, height, width = x.shape
         for r in range(height):
             for s in range(width):
@@ -170,51 +171,78 @@ if numba is not None:
                 for c in range(channels):
                     stacked[c, r, s] = x[c, r, s] * m
                 stacked[channels, r, s] = m
-        _filter_full(stacked, rows_r, wr, rows_c_t, wc, tmp, state)
+        _filter_full(stacked, rows_r, wr, rows_c_t, wc, tmp, stacked)
+        for r in range(height):
+            for s in range(width):
+                for c in range(channels + 1):
+                    state[r, s, c] = stacked[c, r, s]
+
+    @numba.njit(cache=True, nogil=True)
+    def _plane_sums(y, row, out):  # pragma: no cover
+        # out[c] = sum of y[c], rows added as vectors (a running scalar sum would be serial).
+        for c in range(y.shape[0]):
+            row[:] = 0.0
+            for r in range(y.shape[1]):
+                _add_scaled(row, y[c, r], 1.0)
+            out[c] = row.sum()
 
     @numba.njit(cache=True, nogil=True)
     def _psi_terms(state, sums, size, eps, terms):  # pragma: no cover
         # psi_K's numerators and denominator with the foreground as source (Eq. 6), float32.
-        channels = sums.shape[0]
-        for c in range(channels + 1):
-            shift = eps * (sums[c] if c < channels else size)
-            plane, out = state[c], terms[c]
-            for r in range(plane.shape[0]):
-                source, target = plane[r], out[r]
-                for q in range(source.shape[0]):
-                    target[q] = source[q] + shift
+        height, width, planes = state.shape
+        for c in range(planes):
+            shift = eps * (sums[c] if c < planes - 1 else size)
+            for r in range(height):
+                source, target = state[r], terms[c, r]
+                for q in range(width):
+                    target[q] = source[q, c] + shift
 
     @numba.njit(cache=True, nogil=True)
-    def _projected_step(x, cur, direct, offset, coef, left, back_shift, cols_c, wc, boundary_only, moved):  # pragma: no cover
+    def _movable(cur, boundary_only, marks, columns, counts):  # pragma: no cover
+        # The pixels Eq. 9 may change, listed per row: the boundary (a 4-neighbour of the other
+        # value, or the image's edge) or, without ``boundary_only``, all.
+        height, width = cur.shape
+        marks[:] = True
+        if boundary_only:
+            for r in range(1, height - 1):
+                row = cur[r]
+                mid, left, right, above, below = row[1:-1], row[:-2], row[2:], cur[r - 1, 1:-1], cur[r + 1, 1:-1]
+                out = marks[r, 1:-1]
+                for q in range(width - 2):
+                    v = mid[q]
+                    out[q] = (left[q] != v) | (right[q] != v) | (above[q] != v) | (below[q] != v)
+        for r in range(height):
+            found = 0
+            for s in range(width):
+                if marks[r, s]:
+                    columns[r, found] = s
+                    found += 1
+            counts[r] = found
+
+    @numba.njit(cache=True, nogil=True)
+    def _projected_step(x, cur, direct, offset, coef, left, back_shift, cols_c, wc, columns, counts, moved):  # pragma: no cover
         # Eq. 9 with eta -> infinity: each movable pixel takes the sign of its gradient,
         # ``direct + offset + sum_c X_c (K^T(U)_c - coef_c) + K^T(U)_C``. ``left`` holds
         # R.T @ U; K^T's product by C is done here, for that pixel alone.
         channels, height, width = x.shape
         back = np.empty(channels + 1)
+        moved[:] = cur
         for r in range(height):
-            edge = r == 0 or r == height - 1
-            for s in range(width):
-                value = cur[r, s]
-                movable = True
-                if boundary_only and not (edge or s == 0 or s == width - 1):
-                    movable = (
-                        cur[r - 1, s] != value or cur[r + 1, s] != value or cur[r, s - 1] != value or cur[r, s + 1] != value
-                    )
-                if movable:
-                    lo, hi = max(0, wc - s), min(2 * wc + 1, width + wc - s)
-                    weights = cols_c[s, lo:hi]
-                    for c in range(channels + 1):
-                        taps = left[c, r, s + lo - wc : s + hi - wc]
-                        total = back_shift[c]
-                        for q in range(weights.shape[0]):
-                            total += weights[q] * taps[q]
-                        back[c] = total
-                    g = direct[r, s] + offset + back[channels]
-                    for c in range(channels):
-                        g += x[c, r, s] * (back[c] - coef[c])
-                    if g != 0.0:
-                        value = g > 0.0
-                moved[r, s] = value
+            for n in range(counts[r]):
+                s = columns[r, n]
+                lo, hi = max(0, wc - s), min(2 * wc + 1, width + wc - s)
+                weights = cols_c[s, lo:hi]
+                for c in range(channels + 1):
+                    taps = left[c, r, s + lo - wc : s + hi - wc]
+                    total = back_shift[c]
+                    for q in range(weights.shape[0]):
+                        total += weights[q] * taps[q]
+                    back[c] = total
+                g = direct[r, s] + offset + back[channels]
+                for c in range(channels):
+                    g += x[c, r, s] * (back[c] - coef[c])
+                if g != 0.0:
+                    moved[r, s] = g > 0.0
 
     @numba.njit(cache=True, nogil=True)
     def _smooth(moved, min_count, exclude_self, counts, out):  # pragma: no cover
@@ -249,7 +277,10 @@ if numba is not None:
         # Follow the mask: add or remove each changed pixel's window of K (or only its sums,
         # when the caller refilters). Returns the change in the foreground's size.
         channels, height, width = x.shape
-        values = np.empty(channels)
+        planes = channels + 1
+        flat = state.reshape(height, width * planes)
+        values = np.empty(planes)
+        window = np.empty((2 * wc + 1) * planes)
         grown = 0.0
         for r in range(height):
             lo_r, hi_r = max(0, wr - r), min(2 * wr + 1, height + wr - r)
@@ -261,16 +292,19 @@ if numba is not None:
                 for c in range(channels):
                     values[c] = sign * x[c, r, s]
                     sums[c] += values[c]
+                values[channels] = sign
                 if refilter:
                     continue
+                # One row of the window, all planes interleaved: cols[j, s] * values[c].
                 lo, hi = max(0, wc - s), min(2 * wc + 1, width + wc - s)
-                window = cols_c[s, lo:hi]
+                for e in range(hi - lo):
+                    weight = cols_c[s, lo + e]
+                    for c in range(planes):
+                        window[e * planes + c] = weight * values[c]
+                span = window[: (hi - lo) * planes]
+                first = (s + lo - wc) * planes
                 for d in range(lo_r, hi_r):
-                    k = r + d - wr
-                    weight = cols_r[r, d]
-                    _add_scaled(state[channels, k, s + lo - wc : s + hi - wc], window, sign * weight)
-                    for c in range(channels):
-                        _add_scaled(state[c, k, s + lo - wc : s + hi - wc], window, values[c] * weight)
+                    _add_scaled(flat[r + d - wr, first : first + span.shape[0]], span, cols_r[r, d])
         return grown
 
     @numba.njit(cache=True, nogil=True)
@@ -282,7 +316,7 @@ if numba is not None:
         n, channels, height, width = x.shape
         planes = channels + 1
         pixels = height * width
-        state = np.empty((planes, height, width))
+        state = np.empty((height, width, planes))
         stacked = np.empty((planes, height, width))
         tmp = np.empty((planes, height, width))
         terms = np.empty((1, planes, height, width), dtype=np.float32)
@@ -295,7 +329,12 @@ if numba is not None:
         sums = np.empty(channels)
         coef = np.empty(channels)
         back_shift = np.empty(planes)
+        row_sums = np.empty(width)
         moved = np.empty((height, width), dtype=np.bool_)
+        marks = np.empty((height, width), dtype=np.bool_)
+        movers = np.empty((height, width), dtype=np.int64)
+        mover_counts = np.empty(height, dtype=np.int64)
+        cols_r32 = cols_r.astype(np.float32)
         counts = np.empty((height, width), dtype=np.int32)
         # An incremental update costs a window per changed pixel; past this many, refilter.
         refilter_above = pixels * ((2 * wr + 1) + (2 * wc + 1)) // ((2 * wr + 1) * (2 * wc + 1))
@@ -334,10 +373,11 @@ if numba is not None:
                         mu_b = (image_sums[i, c] - sums[c]) / max(pixels - size, 1.0)
                         coef[c] = 2.0 * lam * (mu_b - mu_f)
                         offset -= lam * (mu_f * mu_f - mu_b * mu_b)
-                for c in range(planes):
-                    back_shift[c] = eps * upstream[0, c].sum()
-                _left_product(upstream[0], cols_r, wr, left)
-                _projected_step(x[i], cur[0], direct[0], offset, coef, left, back_shift, cols_c, wc, boundary_only, moved)
+                _plane_sums(upstream[0], row_sums, back_shift)
+                back_shift *= eps
+                _movable(cur[0], boundary_only, marks, movers, mover_counts)
+                _left_product(upstream[0], cols_r32, wr, left)
+                _projected_step(x[i], cur[0], direct[0], offset, coef, left, back_shift, cols_c, wc, movers, mover_counts, moved)
                 if smoothing:
                     _smooth(moved, min_count, exclude_self, counts, new[0])
                 else:
