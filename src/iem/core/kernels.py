@@ -45,7 +45,7 @@ def usable(x: torch.Tensor, config: "IEMConfig") -> bool:
 
 if numba is not None:
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
     def _pixelwise(x, whole_num, whole_den, terms, inside, size_f, size_b, upstream, direct, totals):  # pragma: no cover
         # Rows are processed as contiguous vectors so that the compiler can use SIMD.
         n, channels, height, width = x.shape
@@ -162,8 +162,7 @@ if numba is not None:
 
     @numba.njit(cache=True, nogil=True)
     def _filter_state(x, mask, rows_r, wr, rows_c_t, wc, stacked, tmp, state):  # pragma: no cover
-        # state[r, s, c] = K([X * M, M])[c, r, s] without the epsilon terms, in float64. The
-        # planes are interleaved so that a pixel's window updates them in one pass.
+        # state = K([X * M, M]) without the epsilon terms, in float64.
         channels, height, width = x.shape
         for r in range(height):
             for s in range(width):
@@ -171,11 +170,7 @@ if numba is not None:
                 for c in range(channels):
                     stacked[c, r, s] = x[c, r, s] * m
                 stacked[channels, r, s] = m
-        _filter_full(stacked, rows_r, wr, rows_c_t, wc, tmp, stacked)
-        for r in range(height):
-            for s in range(width):
-                for c in range(channels + 1):
-                    state[r, s, c] = stacked[c, r, s]
+        _filter_full(stacked, rows_r, wr, rows_c_t, wc, tmp, state)
 
     @numba.njit(cache=True, nogil=True)
     def _plane_sums(y, row, out):  # pragma: no cover
@@ -189,13 +184,13 @@ if numba is not None:
     @numba.njit(cache=True, nogil=True)
     def _psi_terms(state, sums, size, eps, terms):  # pragma: no cover
         # psi_K's numerators and denominator with the foreground as source (Eq. 6), float32.
-        height, width, planes = state.shape
+        planes, height, width = state.shape
         for c in range(planes):
             shift = eps * (sums[c] if c < planes - 1 else size)
             for r in range(height):
-                source, target = state[r], terms[c, r]
+                source, target = state[c, r], terms[c, r]
                 for q in range(width):
-                    target[q] = source[q, c] + shift
+                    target[q] = source[q] + shift
 
     @numba.njit(cache=True, nogil=True)
     def _movable(cur, boundary_only, marks, columns, counts):  # pragma: no cover
@@ -219,7 +214,7 @@ if numba is not None:
                     found += 1
             counts[r] = found
 
-    @numba.njit(cache=True, nogil=True)
+    @numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
     def _projected_step(x, cur, direct, offset, coef, left, back_shift, cols_c, wc, columns, counts, moved):  # pragma: no cover
         # Eq. 9 with eta -> infinity: each movable pixel takes the sign of its gradient,
         # ``direct + offset + sum_c X_c (K^T(U)_c - coef_c) + K^T(U)_C``. ``left`` holds
@@ -273,38 +268,56 @@ if numba is not None:
                 target[q] = total >= min_count
 
     @numba.njit(cache=True, nogil=True)
-    def _update_state(x, new, cur, cols_r, wr, cols_c, wc, refilter, state, sums):  # pragma: no cover
-        # Follow the mask: add or remove each changed pixel's window of K (or only its sums,
-        # when the caller refilters). Returns the change in the foreground's size.
+    def _differences(a, b):  # pragma: no cover
+        # Number of pixels where two masks differ.
+        total = 0
+        for r in range(a.shape[0]):
+            row_a, row_b = a[r], b[r]
+            for q in range(row_a.shape[0]):
+                total += row_a[q] != row_b[q]
+        return total
+
+    @numba.njit(cache=True, nogil=True)
+    def _update_state(x, new, cur, cols_r, wr, cols_c, wc, refilter, state, sums, row):  # pragma: no cover
+        # Follow the mask: add or remove the window of K of each changed pixel (or only its
+        # sums, when the caller refilters). Changed pixels close together on a row are done
+        # as one: their column products are summed in ``row`` first, then spread over the
+        # window's rows. Returns the change in the foreground's size.
         channels, height, width = x.shape
         planes = channels + 1
-        flat = state.reshape(height, width * planes)
         values = np.empty(planes)
-        window = np.empty((2 * wc + 1) * planes)
         grown = 0.0
         for r in range(height):
             lo_r, hi_r = max(0, wr - r), min(2 * wr + 1, height + wr - r)
-            for s in range(width):
+            s = 0
+            while s < width:
                 if new[r, s] == cur[r, s]:
+                    s += 1
                     continue
-                sign = 1.0 if new[r, s] else -1.0
-                grown += sign
-                for c in range(channels):
-                    values[c] = sign * x[c, r, s]
-                    sums[c] += values[c]
-                values[channels] = sign
+                first, stop, last = max(0, s - wc), max(0, s - wc), s
+                while s < width and s - last <= 2 * wc + 1:
+                    if new[r, s] != cur[r, s]:
+                        sign = 1.0 if new[r, s] else -1.0
+                        grown += sign
+                        for c in range(channels):
+                            values[c] = sign * x[c, r, s]
+                            sums[c] += values[c]
+                        values[channels] = sign
+                        if not refilter:
+                            end = min(width, s + wc + 1)
+                            row[:, stop:end] = 0.0
+                            stop = max(stop, end)
+                            lo, hi = max(0, wc - s), min(2 * wc + 1, width + wc - s)
+                            for c in range(planes):
+                                _add_scaled(row[c, s + lo - wc : s + hi - wc], cols_c[s, lo:hi], values[c])
+                        last = s
+                    s += 1
                 if refilter:
                     continue
-                # One row of the window, all planes interleaved: cols[j, s] * values[c].
-                lo, hi = max(0, wc - s), min(2 * wc + 1, width + wc - s)
-                for e in range(hi - lo):
-                    weight = cols_c[s, lo + e]
-                    for c in range(planes):
-                        window[e * planes + c] = weight * values[c]
-                span = window[: (hi - lo) * planes]
-                first = (s + lo - wc) * planes
                 for d in range(lo_r, hi_r):
-                    _add_scaled(flat[r + d - wr, first : first + span.shape[0]], span, cols_r[r, d])
+                    weight = cols_r[r, d]
+                    for c in range(planes):
+                        _add_scaled(state[c, r + d - wr, first:stop], row[c, first:stop], weight)
         return grown
 
     @numba.njit(cache=True, nogil=True)
@@ -316,7 +329,7 @@ if numba is not None:
         n, channels, height, width = x.shape
         planes = channels + 1
         pixels = height * width
-        state = np.empty((height, width, planes))
+        state = np.empty((planes, height, width))
         stacked = np.empty((planes, height, width))
         tmp = np.empty((planes, height, width))
         terms = np.empty((1, planes, height, width), dtype=np.float32)
@@ -335,6 +348,7 @@ if numba is not None:
         movers = np.empty((height, width), dtype=np.int64)
         mover_counts = np.empty(height, dtype=np.int64)
         cols_r32 = cols_r.astype(np.float32)
+        window_rows = np.empty((planes, width))
         counts = np.empty((height, width), dtype=np.int32)
         # An incremental update costs a window per changed pixel; past this many, refilter.
         refilter_above = pixels * ((2 * wr + 1) + (2 * wc + 1)) // ((2 * wr + 1) * (2 * wc + 1))
@@ -382,21 +396,15 @@ if numba is not None:
                     _smooth(moved, min_count, exclude_self, counts, new[0])
                 else:
                     new[0] = moved
-                changed = 0
-                cycle = have_prev
-                for r in range(height):
-                    for s in range(width):
-                        if new[0, r, s] != cur[0, r, s]:
-                            changed += 1
-                        if cycle and new[0, r, s] != prev[0, r, s]:
-                            cycle = False
+                changed = _differences(new[0], cur[0])
+                cycle = have_prev and _differences(new[0], prev[0]) == 0
                 if early_exit and (changed == 0 or cycle):
                     # A fixed point, or a 2-cycle whose phase after the last iteration is read off.
                     result = new if changed == 0 or (iterations - t) % 2 == 0 else cur
                     done_at = t
                     break
                 refilter = changed > refilter_above
-                size += _update_state(x[i], new[0], cur[0], cols_r, wr, cols_c, wc, refilter, state, sums)
+                size += _update_state(x[i], new[0], cur[0], cols_r, wr, cols_c, wc, refilter, state, sums, window_rows)
                 if refilter:
                     _filter_state(x[i], new[0], rows_r, wr, rows_c_t, wc, stacked, tmp, state)
                 prev, cur, new = cur, new, prev
