@@ -15,40 +15,47 @@ from ..conftest import composite
 pytestmark = pytest.mark.skipif(not kernels.AVAILABLE, reason="numba is not installed")
 
 
-def pixelwise_inputs(masks):
-    n, _, h, w = masks.shape
+def pixelwise_case(masks):
+    """One image's inputs of the compiled pixel-wise part, and those of ``pixelwise_terms``."""
+    _, _, h, w = masks.shape
     cfg = IEMConfig()
-    x = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    x = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(1)) * 2 - 1
     filt = LinearFilter.build(h, w, cfg, torch.float32, "cpu")
     const = ImageConstants.compute(x, filt, cfg.epsilon)
-    stacked = torch.cat((x * masks, masks.float()), dim=1)
-    sums = stacked.sum(dim=(2, 3), keepdim=True)
-    terms = filt(stacked) + cfg.epsilon * sums
-    size = sums[:, 3:]
-    return (x, const.whole_numerator, const.whole_denominator, terms, masks,
-            size.clamp_min(NORMALIZER_FLOOR), (h * w - size).clamp_min(NORMALIZER_FLOOR))
+    stacked = torch.cat((x * masks, masks.float()), dim=1).double()
+    state = LinearFilter.build(h, w, cfg, torch.float64, "cpu")(stacked)  # K in float64, no epsilon terms
+    shifts = cfg.epsilon * stacked.sum(dim=(2, 3), keepdim=True)
+    size = masks.sum().float().view(1, 1, 1, 1)
+    size_f, size_b = size.clamp_min(NORMALIZER_FLOOR), (h * w - size).clamp_min(NORMALIZER_FLOOR)
+    torch_args = (x, const.whole_numerator, const.whole_denominator, (state + shifts).float(), masks, size_f, size_b)
+    compiled_args = (x[0].numpy(), const.whole_numerator[0].numpy(), const.whole_denominator[0, 0].numpy(),
+                     state[0].numpy(), shifts.flatten().numpy(), masks[0, 0].numpy(),
+                     np.float32(size_f.item()), np.float32(size_b.item()))
+    return torch_args, compiled_args
 
 
-def compiled_pixelwise(x, whole_numerator, whole_denominator, terms, masks, size_f, size_b):
-    n, c, h, w = x.shape
-    upstream, direct, totals = np.empty((n, c + 1, h, w), np.float32), np.empty((n, h, w), np.float32), np.empty((n, 2))
-    kernels._pixelwise(x.numpy(), whole_numerator.numpy(), whole_denominator.reshape(h, w).numpy(), terms.numpy(),
-                       masks.reshape(n, h, w).numpy(), size_f.reshape(n).numpy(), size_b.reshape(n).numpy(),
-                       upstream, direct, totals)
-    totals = torch.from_numpy(totals).float().view(n, 2, 1, 1)
-    return torch.from_numpy(direct).unsqueeze(1), totals[:, :1], totals[:, 1:], torch.from_numpy(upstream)
+def compiled_pixelwise(x, whole_numerator, whole_denominator, state, shifts, masks, size_f, size_b):
+    planes, h, w = state.shape
+    upstream, direct, sums = np.empty((planes, h, w), np.float32), np.empty((h, w), np.float32), np.empty(planes + 2)
+    kernels._pixelwise(x, whole_numerator, whole_denominator, state, shifts, masks, size_f, size_b, upstream, direct, sums)
+    return upstream, direct, sums
 
 
-@pytest.mark.parametrize("kind", ["squares", "random", "empty", "full"])
+@pytest.mark.parametrize("kind", ["square", "random", "empty", "full"])
 def test_compiled_pixelwise_part_matches_the_torch_definition(kind):
-    if kind == "squares":
-        masks = initial_masks(40, 48, (44, 78, 92))
+    if kind == "square":
+        masks = initial_masks(40, 48, (78,))
     elif kind == "random":
-        masks = torch.rand(3, 1, 40, 48, generator=torch.Generator().manual_seed(2)) > 0.5
+        masks = torch.rand(1, 1, 40, 48, generator=torch.Generator().manual_seed(2)) > 0.5
     else:
-        masks = torch.full((2, 1, 40, 48), kind == "full")
-    args = pixelwise_inputs(masks)
-    for got, want in zip(compiled_pixelwise(*args), pixelwise_terms(*args)):
+        masks = torch.full((1, 1, 40, 48), kind == "full")
+    torch_args, compiled_args = pixelwise_case(masks)
+    direct, total_f, total_b, upstream = pixelwise_terms(*torch_args)
+    got_upstream, got_direct, sums = compiled_pixelwise(*compiled_args)
+    expected = [(got_upstream, upstream[0]), (got_direct, direct[0, 0]),
+                (sums[:2], torch.cat((total_f.flatten(), total_b.flatten()))), (sums[2:], upstream[0].sum(dim=(1, 2)))]
+    for got, want in expected:
+        got = torch.from_numpy(np.asarray(got)).to(want.dtype)
         assert got.shape == want.shape
         assert torch.isfinite(got).all()
         assert torch.allclose(got, want, rtol=1e-5, atol=1e-6 * max(1.0, want.abs().max().item()))

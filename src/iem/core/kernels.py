@@ -46,9 +46,14 @@ def usable(x: torch.Tensor, config: "IEMConfig") -> bool:
 if numba is not None:
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def _pixelwise(x, whole_num, whole_den, terms, inside, size_f, size_b, upstream, direct, totals):  # pragma: no cover
-        # Rows are processed as contiguous vectors so that the compiler can use SIMD.
-        n, channels, height, width = x.shape
+    def _pixelwise(x, whole_num, whole_den, state, shifts, inside, size_f, size_b, upstream, direct, sums):  # pragma: no cover
+        # The pixel-wise part of objective_gradient for one image (pixelwise_terms in torch):
+        # psi_K's terms are state + shifts, rounded to float32 as the torch loop has them.
+        # Writes upstream (C + 1, H, W) and direct (H, W); sums[0], sums[1] = total_f,
+        # total_b and sums[2 + c] = the sum of upstream[c]. Rows are contiguous vectors and
+        # every sum runs in per-column accumulators, so that the compiler can use SIMD.
+        channels, height, width = x.shape
+        planes = channels + 1
         zero = np.float32(0.0)
         inv_f = np.empty(width, dtype=np.float32)
         inv_b = np.empty(width, dtype=np.float32)
@@ -56,47 +61,49 @@ if numba is not None:
         err_f = np.empty(width, dtype=np.float32)
         err_b = np.empty(width, dtype=np.float32)
         den_up = np.empty(width, dtype=np.float32)
-        for i in range(n):
-            # Explicit float32 constants keep the arithmetic in float32, as in torch.
-            inv_channels = np.float32(1.0) / np.float32(channels)
-            scale_f = inv_channels / size_f[i]
-            scale_b = inv_channels / size_b[i]
-            total_f = 0.0
-            total_b = 0.0
-            for r in range(height):
-                fg = inside[i, r]
+        accumulators = np.zeros((planes + 2, width))
+        # Explicit float32 constants keep the arithmetic in float32, as in torch.
+        inv_channels = np.float32(1.0) / np.float32(channels)
+        scale_f = inv_channels / size_f
+        scale_b = inv_channels / size_b
+        for r in range(height):
+            fg, den_row, whole_den_row = inside[r], state[channels, r], whole_den[r]
+            for s in range(width):
+                den_b = np.float32(den_row[s] + shifts[channels])
+                den_f = whole_den_row[s] - den_b
+                inv_b[s] = np.float32(1.0) / den_b if den_b > zero else zero
+                inv_f[s] = np.float32(1.0) / den_f if den_f > zero else zero
+                weight[s] = inv_f[s] * scale_f if fg[s] else -inv_b[s] * scale_b
+                err_f[s] = zero
+                err_b[s] = zero
+                den_up[s] = zero
+            for c in range(channels):
+                x_row, num_row, whole_row = x[c, r], state[c, r], whole_num[c, r]
+                up_row, up_sum = upstream[c, r], accumulators[2 + c]
                 for s in range(width):
-                    den_b = terms[i, channels, r, s]
-                    den_f = whole_den[r, s] - den_b
-                    inv_b[s] = np.float32(1.0) / den_b if den_b > zero else zero
-                    inv_f[s] = np.float32(1.0) / den_f if den_f > zero else zero
-                    weight[s] = inv_f[s] * scale_f if fg[s] else -inv_b[s] * scale_b
-                    err_f[s] = zero
-                    err_b[s] = zero
-                    den_up[s] = zero
-                for c in range(channels):
-                    for s in range(width):
-                        value = x[i, c, r, s]
-                        num_b = terms[i, c, r, s]
-                        res_f = value - (whole_num[i, c, r, s] - num_b) * inv_f[s]
-                        res_b = value - num_b * inv_b[s]
-                        err_f[s] += abs(res_f)
-                        err_b[s] += abs(res_b)
-                        selected = res_f if fg[s] else res_b
-                        up = np.float32(np.sign(selected)) * weight[s]
-                        upstream[i, c, r, s] = up
-                        den_up[s] += up * (selected - value)
-                for s in range(width):
-                    upstream[i, channels, r, s] = den_up[s]
-                    e_f = err_f[s] * inv_channels
-                    e_b = err_b[s] * inv_channels
-                    direct[i, r, s] = e_f / size_f[i] - e_b / size_b[i]
-                    if fg[s]:
-                        total_f += e_f
-                    else:
-                        total_b += e_b
-            totals[i, 0] = total_f
-            totals[i, 1] = total_b
+                    value = x_row[s]
+                    num_b = np.float32(num_row[s] + shifts[c])
+                    res_f = value - (whole_row[s] - num_b) * inv_f[s]
+                    res_b = value - num_b * inv_b[s]
+                    err_f[s] += abs(res_f)
+                    err_b[s] += abs(res_b)
+                    selected = res_f if fg[s] else res_b
+                    up = np.float32(np.sign(selected)) * weight[s]
+                    up_row[s] = up
+                    up_sum[s] += up
+                    den_up[s] += up * (selected - value)
+            den_row_out, den_sum, direct_row = upstream[channels, r], accumulators[1 + planes], direct[r]
+            total_f, total_b = accumulators[0], accumulators[1]
+            for s in range(width):
+                den_row_out[s] = den_up[s]
+                den_sum[s] += den_up[s]
+                e_f = err_f[s] * inv_channels
+                e_b = err_b[s] * inv_channels
+                direct_row[s] = e_f / size_f - e_b / size_b
+                total_f[s] += e_f if fg[s] else zero
+                total_b[s] += zero if fg[s] else e_b
+        for k in range(planes + 2):
+            sums[k] = accumulators[k].sum()
 
 
 def diagonals(matrix: torch.Tensor) -> Tuple[np.ndarray, int]:
@@ -171,26 +178,6 @@ if numba is not None:
                     stacked[c, r, s] = x[c, r, s] * m
                 stacked[channels, r, s] = m
         _filter_full(stacked, rows_r, wr, rows_c_t, wc, tmp, state)
-
-    @numba.njit(cache=True, nogil=True)
-    def _plane_sums(y, row, out):  # pragma: no cover
-        # out[c] = sum of y[c], rows added as vectors (a running scalar sum would be serial).
-        for c in range(y.shape[0]):
-            row[:] = 0.0
-            for r in range(y.shape[1]):
-                _add_scaled(row, y[c, r], 1.0)
-            out[c] = row.sum()
-
-    @numba.njit(cache=True, nogil=True)
-    def _psi_terms(state, sums, size, eps, terms):  # pragma: no cover
-        # psi_K's numerators and denominator with the foreground as source (Eq. 6), float32.
-        planes, height, width = state.shape
-        for c in range(planes):
-            shift = eps * (sums[c] if c < planes - 1 else size)
-            for r in range(height):
-                source, target = state[c, r], terms[c, r]
-                for q in range(width):
-                    target[q] = source[q] + shift
 
     @numba.njit(cache=True, nogil=True)
     def _movable(cur, boundary_only, marks, columns, counts):  # pragma: no cover
@@ -332,17 +319,14 @@ if numba is not None:
         state = np.empty((planes, height, width))
         stacked = np.empty((planes, height, width))
         tmp = np.empty((planes, height, width))
-        terms = np.empty((1, planes, height, width), dtype=np.float32)
-        upstream = np.empty((1, planes, height, width), dtype=np.float32)
-        direct = np.empty((1, height, width), dtype=np.float32)
+        upstream = np.empty((planes, height, width), dtype=np.float32)
+        direct = np.empty((height, width), dtype=np.float32)
         left = np.empty((planes, height, width), dtype=np.float32)
-        totals = np.empty((1, 2))
-        size_f = np.empty(1, dtype=np.float32)
-        size_b = np.empty(1, dtype=np.float32)
+        totals = np.empty(planes + 2)
+        shifts = np.empty(planes)
         sums = np.empty(channels)
         coef = np.empty(channels)
         back_shift = np.empty(planes)
-        row_sums = np.empty(width)
         moved = np.empty((height, width), dtype=np.bool_)
         marks = np.empty((height, width), dtype=np.bool_)
         movers = np.empty((height, width), dtype=np.int64)
@@ -353,16 +337,15 @@ if numba is not None:
         # An incremental update costs a window per changed pixel; past this many, refilter.
         refilter_above = pixels * ((2 * wr + 1) + (2 * wc + 1)) // ((2 * wr + 1) * (2 * wc + 1))
         for i in range(n):
-            cur = np.empty((1, height, width), dtype=np.bool_)
-            prev = np.empty((1, height, width), dtype=np.bool_)
-            new = np.empty((1, height, width), dtype=np.bool_)
-            cur[0] = masks[i]
-            _filter_state(x[i], cur[0], rows_r, wr, rows_c_t, wc, stacked, tmp, state)
+            cur = masks[i].copy()
+            prev = np.empty_like(cur)
+            new = np.empty_like(cur)
+            _filter_state(x[i], cur, rows_r, wr, rows_c_t, wc, stacked, tmp, state)
             size = 0.0
             sums[:] = 0.0
             for r in range(height):
                 for s in range(width):
-                    if cur[0, r, s]:
+                    if cur[r, s]:
                         size += 1.0
                         for c in range(channels):
                             sums[c] += x[i, c, r, s]
@@ -370,16 +353,18 @@ if numba is not None:
             result = cur
             done_at = iterations
             for t in range(1, iterations + 1):
-                _psi_terms(state, sums, size, eps, terms[0])
-                size_f[0] = max(size, floor)
-                size_b[0] = max(pixels - size, floor)
-                _pixelwise(x[i : i + 1], whole_num[i : i + 1], whole_den, terms, cur, size_f, size_b, upstream, direct, totals)
+                for c in range(channels):
+                    shifts[c] = eps * sums[c]
+                shifts[channels] = eps * size
+                size_f = np.float32(max(size, floor))
+                size_b = np.float32(max(pixels - size, floor))
+                _pixelwise(x[i], whole_num[i], whole_den, state, shifts, cur, size_f, size_b, upstream, direct, totals)
                 # The normalisers' derivative and the diversity term (as in objective_gradient).
                 offset = 0.0
                 if pixels - size > floor:
-                    offset += np.float32(totals[0, 1]) / (size_b[0] * size_b[0])
+                    offset += np.float32(totals[1]) / (size_b * size_b)
                 if size > floor:
-                    offset -= np.float32(totals[0, 0]) / (size_f[0] * size_f[0])
+                    offset -= np.float32(totals[0]) / (size_f * size_f)
                 coef[:] = 0.0
                 if lam != 0.0:
                     for c in range(channels):
@@ -387,30 +372,29 @@ if numba is not None:
                         mu_b = (image_sums[i, c] - sums[c]) / max(pixels - size, 1.0)
                         coef[c] = 2.0 * lam * (mu_b - mu_f)
                         offset -= lam * (mu_f * mu_f - mu_b * mu_b)
-                _plane_sums(upstream[0], row_sums, back_shift)
-                back_shift *= eps
-                _movable(cur[0], boundary_only, marks, movers, mover_counts)
-                _left_product(upstream[0], cols_r32, wr, left)
-                _projected_step(x[i], cur[0], direct[0], offset, coef, left, back_shift, cols_c, wc, movers, mover_counts, moved)
+                back_shift[:] = eps * totals[2:]
+                _movable(cur, boundary_only, marks, movers, mover_counts)
+                _left_product(upstream, cols_r32, wr, left)
+                _projected_step(x[i], cur, direct, offset, coef, left, back_shift, cols_c, wc, movers, mover_counts, moved)
                 if smoothing:
-                    _smooth(moved, min_count, exclude_self, counts, new[0])
+                    _smooth(moved, min_count, exclude_self, counts, new)
                 else:
-                    new[0] = moved
-                changed = _differences(new[0], cur[0])
-                cycle = have_prev and _differences(new[0], prev[0]) == 0
+                    new[:] = moved
+                changed = _differences(new, cur)
+                cycle = have_prev and _differences(new, prev) == 0
                 if early_exit and (changed == 0 or cycle):
                     # A fixed point, or a 2-cycle whose phase after the last iteration is read off.
                     result = new if changed == 0 or (iterations - t) % 2 == 0 else cur
                     done_at = t
                     break
                 refilter = changed > refilter_above
-                size += _update_state(x[i], new[0], cur[0], cols_r, wr, cols_c, wc, refilter, state, sums, window_rows)
+                size += _update_state(x[i], new, cur, cols_r, wr, cols_c, wc, refilter, state, sums, window_rows)
                 if refilter:
-                    _filter_state(x[i], new[0], rows_r, wr, rows_c_t, wc, stacked, tmp, state)
+                    _filter_state(x[i], new, rows_r, wr, rows_c_t, wc, stacked, tmp, state)
                 prev, cur, new = cur, new, prev
                 have_prev = True
                 result = cur
-            final[i] = result[0]
+            final[i] = result
             iterations_out[i] = done_at
 
 
