@@ -190,10 +190,13 @@ def run_timed(fn: Callable[[], Any]) -> Tuple[Any, Timing]:
 
 
 def git_revision() -> Dict[str, Any]:
-    """The checkout's commit and whether it has uncommitted changes (None outside git)."""
+    """The checkout's commit and whether its code has uncommitted changes (None outside git).
+
+    Results and docs do not count: writing them is what a benchmark run does.
+    """
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=False, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, check=False, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results", ":(exclude)docs", ":(exclude)*.md"], cwd=REPO, check=False, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     if head.returncode != 0:
