@@ -128,7 +128,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     say(f"data: {root} ({args.check_images} horse images for the check, {args.images} cycled images for the protocol); "
         f"{budget.elapsed():.0f} s")
 
-    record: Dict[str, Any] = {"benchmark": "gpu_check", "cuda": device.startswith("cuda"), "device": device, "environment": env, "agreement": {}}
+    record: Dict[str, Any] = {"benchmark": "gpu_check", "cuda": device.startswith("cuda"), "device": device,
+                              "iterations": args.iterations, "environment": env, "agreement": {}}
     iem.segment_batch(checks[:2], iem.IEMConfig.paper(iterations=2), device=device)  # CUDA context, kernels
     agree_ok = True
     for preset in ("released", "paper"):

@@ -129,7 +129,36 @@ def memory_table(data: Dict[str, Any]) -> List[str]:
 def gpu_table(data: Dict[str, Any]) -> List[str]:
     if not data.get("cuda"):
         return ["GPU check: CUDA was not available."]
-    return ["GPU check (`bash benchmarks/gpu_check.sh`):", "", "```"] + data.get("report", []) + ["```"]
+    env, timings, iterations = data["environment"], data.get("timings", {}), data.get("iterations", 150)
+    commit = str(env.get("commit"))[:10] + (" (uncommitted changes)" if env.get("dirty") else "")
+    lines = [
+        f"CUDA on {env.get('cuda')}, torch {env['torch']}, commit {commit}. Reproduce: `bash benchmarks/gpu_check.sh`.",
+        "",
+        _row("run", "images x runs", "s", "images/s", "ms per image-iteration", "ratio"),
+        _row(*["---"] * 6),
+    ]
+    naive = timings.get("naive_vs_iem_released")
+    if naive:
+        images = naive["agreement"]["images"]
+        per = 1000 / (images * iterations)
+        lines.append(_row("naive autograd, released", f"{images} x 1", f"{naive['naive_seconds']:.2f}",
+                          f"{images / naive['naive_seconds']:.1f}", f"{naive['naive_seconds'] * per:.4f}", "1.0x"))
+        lines.append(_row("iem, released", f"{images} x 1", f"{naive['iem_seconds']:.3f}",
+                          f"{images / naive['iem_seconds']:.1f}", f"{naive['iem_seconds'] * per:.4f}",
+                          f"{naive['ratio']:.1f}x"))
+    for key, label in (("paper_early_exit", "iem, paper protocol"), ("paper_no_early_exit", "iem, paper protocol, no early exit")):
+        run = timings.get(key)
+        if run:
+            images = round(run["seconds"] * run["images_per_s"])
+            lines.append(_row(label, f"{images} x 3", f"{run['seconds']:.2f}", f"{run['images_per_s']:.0f}",
+                              f"{1000 * run['seconds'] / (images * iterations):.4f}", "-"))
+    lines.append("")
+    for preset, agreement in data.get("agreement", {}).items():
+        lines.append(f"{preset} preset, CUDA vs CPU masks: {common.format_agreement(agreement)}, chosen squares "
+                     f"{agreement['init_identical']}/{agreement['images']} identical.")
+    if naive:
+        lines.append(f"Naive vs iem on CUDA: {common.format_agreement(naive['agreement'])}.")
+    return lines
 
 
 TABLES = {"speed": speed_table, "paper_protocol": paper_table, "memory": memory_table, "gpu_check": gpu_table}
