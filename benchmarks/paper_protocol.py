@@ -87,7 +87,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     root = common.data_dir(args.data)
     paths = common.cycled_paths(args.images, root)
     images = common.load_batch(paths)
-    # Thread pools and allocator warm up on a tiny run, so that the timed runs compare fairly.
+    # Compilation, thread pools and allocator warm up on a tiny run, so that the timed runs compare fairly.
     iem.segment_batch(images[:2], iem.IEMConfig.paper(iterations=2), device=args.device)
 
     runs: Dict[str, Any] = {}

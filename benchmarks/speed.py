@@ -61,7 +61,7 @@ def measure(images: torch.Tensor, iterations: int, threads: int, repeats: Dict[s
         ``{"threads", "clock", "engines": {name: {...}}, "masks": {name: tensor}}``.
     """
     common.set_threads(threads)
-    for engine in ENGINES:  # first calls pay for thread pools and allocations
+    for engine in ENGINES:  # first calls pay for compilation, thread pools and allocations
         _runner(engine, images[:WARMUP_IMAGES], WARMUP_ITERATIONS)()
     engines: Dict[str, Any] = {}
     masks: Dict[str, torch.Tensor] = {}
