@@ -126,10 +126,30 @@ def memory_table(data: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def gpu_rows(data: Dict[str, Any]) -> List[List[str]]:
+    """The CUDA runs of a GPU check: run, images x runs, s, images/s, ms per image-iteration, ratio."""
+    timings, iterations = data.get("timings", {}), data.get("iterations", 150)
+    rows = []
+    naive = timings.get("naive_vs_iem_released")
+    if naive:
+        images = naive["agreement"]["images"]
+        for engine, seconds, ratio in (("naive", naive["naive_seconds"], 1.0), ("iem", naive["iem_seconds"], naive["ratio"])):
+            label = f"{LABELS[engine]}, {images} horses, released"
+            rows.append([label, f"{images} x 1", f"{seconds:.3f}", f"{images / seconds:.1f}",
+                         f"{1000 * seconds / (images * iterations):.4f}", f"{ratio:.1f}x"])
+    for key, suffix in (("paper_early_exit", ""), ("paper_no_early_exit", ", no early exit")):
+        run = timings.get(key)
+        if run:
+            images = round(run["seconds"] * run["images_per_s"])
+            rows.append([f"iem, paper protocol, {images} images x 3 squares{suffix}", f"{images} x 3", f"{run['seconds']:.2f}", f"{run['images_per_s']:.0f}",
+                         f"{1000 * run['seconds'] / (images * iterations):.4f}", "-"])
+    return rows
+
+
 def gpu_table(data: Dict[str, Any]) -> List[str]:
     if not data.get("cuda"):
         return ["GPU check: CUDA was not available."]
-    env, timings, iterations = data["environment"], data.get("timings", {}), data.get("iterations", 150)
+    env = data["environment"]
     commit = str(env.get("commit"))[:10] + (" (uncommitted changes)" if env.get("dirty") else "")
     lines = [
         f"CUDA on {env.get('cuda')}, torch {env['torch']}, commit {commit}. Reproduce: `bash benchmarks/gpu_check.sh`.",
@@ -137,28 +157,41 @@ def gpu_table(data: Dict[str, Any]) -> List[str]:
         _row("run", "images x runs", "s", "images/s", "ms per image-iteration", "ratio"),
         _row(*["---"] * 6),
     ]
-    naive = timings.get("naive_vs_iem_released")
-    if naive:
-        images = naive["agreement"]["images"]
-        per = 1000 / (images * iterations)
-        lines.append(_row("naive autograd, released", f"{images} x 1", f"{naive['naive_seconds']:.2f}",
-                          f"{images / naive['naive_seconds']:.1f}", f"{naive['naive_seconds'] * per:.4f}", "1.0x"))
-        lines.append(_row("iem, released", f"{images} x 1", f"{naive['iem_seconds']:.3f}",
-                          f"{images / naive['iem_seconds']:.1f}", f"{naive['iem_seconds'] * per:.4f}",
-                          f"{naive['ratio']:.1f}x"))
-    for key, label in (("paper_early_exit", "iem, paper protocol"), ("paper_no_early_exit", "iem, paper protocol, no early exit")):
-        run = timings.get(key)
-        if run:
-            images = round(run["seconds"] * run["images_per_s"])
-            lines.append(_row(label, f"{images} x 3", f"{run['seconds']:.2f}", f"{run['images_per_s']:.0f}",
-                              f"{1000 * run['seconds'] / (images * iterations):.4f}", "-"))
+    lines += [_row(*row) for row in gpu_rows(data)]
     lines.append("")
     for preset, agreement in data.get("agreement", {}).items():
         lines.append(f"{preset} preset, CUDA vs CPU masks: {common.format_agreement(agreement)}, chosen squares "
                      f"{agreement['init_identical']}/{agreement['images']} identical.")
+    naive = data.get("timings", {}).get("naive_vs_iem_released")
     if naive:
         lines.append(f"Naive vs iem on CUDA: {common.format_agreement(naive['agreement'])}.")
     return lines
+
+
+def summary_table(folder: Path) -> List[str]:
+    """One row per engine, device and clock across the result files, with the command of each."""
+    lines = [
+        _row("engine", "device", "threads", "clock", "images/s", "ms per image-iteration", "ratio", "command"),
+        _row(*["---"] * 8),
+    ]
+    speed, paper, gpu = (_load(folder, name) for name in ("speed", "paper_protocol", "gpu_check"))
+    if speed:
+        for setting in speed["settings"]:
+            for engine in ("naive", "iem"):
+                entry = setting["engines"][engine]
+                lines.append(_row(f"{LABELS[engine]}, 64 horses, released", "cpu", setting["threads"],
+                                  "wall" if setting["clock"] == "wall" else "process CPU", f"{entry['images_per_s']:.2f}",
+                                  f"{entry['ms_per_image_iteration']:.3f}", f"{entry['ratio']:.1f}x",
+                                  "`python -m benchmarks.speed`"))
+    if paper:
+        run = paper["runs"]["early_exit"]
+        lines.append(_row(f"iem, paper protocol, {paper['images']} images x 3 squares", paper["device"], paper["threads"],
+                          "wall", f"{run['images_per_s']:.1f}", f"{run['ms_per_image_iteration']:.3f}", "-",
+                          "`python -m benchmarks.paper_protocol`"))
+    if gpu and gpu.get("cuda"):
+        for label, _, _, per_s, ms, ratio in gpu_rows(gpu):
+            lines.append(_row(label, "cuda", "-", "wall", per_s, ms, ratio, "`bash benchmarks/gpu_check.sh`"))
+    return lines if len(lines) > 2 else []
 
 
 TABLES = {"speed": speed_table, "paper_protocol": paper_table, "memory": memory_table, "gpu_check": gpu_table}
@@ -172,6 +205,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument("--results", type=Path, default=common.RESULTS_DIR, help="folder of the JSON results")
     args = parser.parse_args(argv)
+    summary = summary_table(args.results)
+    if summary:
+        print("### summary\n")
+        print("\n".join(summary))
+        print()
     found = 0
     for name, make in TABLES.items():
         data = _load(args.results, name)

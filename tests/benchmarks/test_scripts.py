@@ -111,3 +111,16 @@ def test_mask_iou_treats_two_empty_masks_as_agreeing():
     empty = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
     full = torch.ones(1, 1, 4, 4, dtype=torch.bool)
     assert common.mask_iou(empty, empty).item() == 1.0 and common.mask_iou(empty, full).item() == 0.0
+
+
+def test_recorded_gpu_check_renders_as_rows_of_the_summary(tmp_path, capsys):
+    recorded = json.loads((common.RESULTS_DIR / "gpu_check.json").read_text())
+    rows = table.gpu_rows(recorded)
+    assert [row[0] for row in rows] == ["naive autograd, 64 horses, released", "iem, 64 horses, released",
+                                        "iem, paper protocol, 1020 images x 3 squares",
+                                        "iem, paper protocol, 1020 images x 3 squares, no early exit"]
+    assert rows[2][1] == "1020 x 3" and float(rows[2][3]) == pytest.approx(recorded["timings"]["paper_early_exit"]["images_per_s"], abs=0.5)
+    (tmp_path / "gpu_check.json").write_text(json.dumps(recorded))
+    assert table.main(["--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "### summary" in out and "| iem, paper protocol, 1020 images x 3 squares | cuda | - | wall |" in out
