@@ -170,3 +170,13 @@ def test_compiled_early_exit_reads_fixed_points_and_two_cycles_exactly(shared_da
         finals[total] = (slow, its)
     parity_matters = (finals[149][0] != finals[150][0]).flatten(1).any(dim=1) & (finals[150][1] < 149)
     assert parity_matters.any()
+
+
+@pytest.mark.parametrize("channels, height, width", [(1, 24, 20), (4, 16, 16), (3, 11, 13)])
+def test_compiled_loop_handles_any_channel_count_and_tiny_images(channels, height, width, monkeypatch):
+    pick = [c % 3 for c in range(channels)]  # composites' colour channels, repeated or dropped
+    images = torch.cat([composite(height, width, seed=s)[0][:, pick] for s in (channels, channels + 1)]).contiguous()
+    init = initial_masks(height, width, (44, 92))  # one square per image
+    cfg = IEMConfig.paper(iterations=30)
+    (masks, its), (ref_masks, ref_its) = both_loops(images, init, cfg, monkeypatch)
+    assert torch.equal(masks, ref_masks) and torch.equal(its, ref_its)
