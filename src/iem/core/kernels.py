@@ -43,6 +43,24 @@ def usable(x: torch.Tensor, config: "IEMConfig") -> bool:
     return AVAILABLE and config.closed_form and x.device.type == "cpu" and x.dtype == torch.float32
 
 
+def diagonals(matrix: torch.Tensor) -> Tuple[np.ndarray, int]:
+    """A banded matrix by rows of its band: ``D[i, d] = A[i, i + d - w]`` (0 off the matrix).
+
+    Returns:
+        ``(D, w)`` with ``D`` of shape ``(n, 2 w + 1)`` float64 and ``w`` the band's radius,
+        the largest ``|i - j|`` of a non-zero ``A[i, j]``.
+    """
+    dense = matrix.detach().to("cpu", torch.float64).numpy()
+    rows, cols = np.nonzero(dense)
+    radius = int(np.abs(rows - cols).max()) if rows.size else 0
+    n = dense.shape[0]
+    band = np.zeros((n, 2 * radius + 1))
+    for d in range(2 * radius + 1):
+        i = np.arange(max(0, radius - d), min(n, n + radius - d))
+        band[i, d] = dense[i, i + d - radius]
+    return band, radius
+
+
 if numba is not None:
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -105,26 +123,6 @@ if numba is not None:
         for k in range(planes + 2):
             sums[k] = accumulators[k].sum()
 
-
-def diagonals(matrix: torch.Tensor) -> Tuple[np.ndarray, int]:
-    """A banded matrix by rows of its band: ``D[i, d] = A[i, i + d - w]`` (0 off the matrix).
-
-    Returns:
-        ``(D, w)`` with ``D`` of shape ``(n, 2 w + 1)`` float64 and ``w`` the band's radius,
-        the largest ``|i - j|`` of a non-zero ``A[i, j]``.
-    """
-    dense = matrix.detach().to("cpu", torch.float64).numpy()
-    rows, cols = np.nonzero(dense)
-    radius = int(np.abs(rows - cols).max()) if rows.size else 0
-    n = dense.shape[0]
-    band = np.zeros((n, 2 * radius + 1))
-    for d in range(2 * radius + 1):
-        i = np.arange(max(0, radius - d), min(n, n + radius - d))
-        band[i, d] = dense[i, i + d - radius]
-    return band, radius
-
-
-if numba is not None:
 
     @numba.njit(cache=True, nogil=True, inline="always")
     def _add_scaled(out, values, scale):  # pragma: no cover
@@ -351,7 +349,7 @@ if numba is not None:
         mover_counts = np.empty(height, dtype=np.int64)
         cols_r32 = cols_r.astype(np.float32)
         window_rows = np.empty((planes, width))
-        counts = np.empty((height, width), dtype=np.int32)
+        window_counts = np.empty((height, width), dtype=np.int32)
         # An incremental update costs a window per changed pixel; past this many, refilter.
         refilter_above = pixels * ((2 * wr + 1) + (2 * wc + 1)) // ((2 * wr + 1) * (2 * wc + 1))
         for i in range(n):
@@ -395,7 +393,7 @@ if numba is not None:
                 _left_product(upstream, cols_r32, wr, left)
                 _projected_step(x[i], cur, direct, offset, coef, left, back_shift, cols_c, wc, movers, mover_counts, moved)
                 if smoothing:
-                    _smooth(moved, min_count, exclude_self, counts, new)
+                    _smooth(moved, min_count, exclude_self, window_counts, new)
                 else:
                     new[:] = moved
                 changed = _differences(new, cur)
@@ -446,7 +444,7 @@ def optimize(
     Returns:
         ``(final masks (N, 1, H, W) bool, iterations computed (N,) long)``.
     """
-    n, channels, height, width = images.shape
+    n, _, height, width = images.shape
     rows_r, wr = diagonals(rows)
     cols_r, _ = diagonals(rows.T)
     rows_c, wc = diagonals(cols)
