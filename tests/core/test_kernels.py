@@ -158,7 +158,7 @@ def test_zero_iterations_return_the_initial_masks():
 def test_compiled_early_exit_reads_fixed_points_and_two_cycles_exactly(shared_data):
     from benchmarks.common import horse_batch
 
-    images = horse_batch(14, shared_data)  # horses 8 and 13 end in 2-cycles, 9 never settles
+    images = horse_batch(14, shared_data)  # the 9th and 14th end in 2-cycles, the 10th never settles
     init = initial_masks(128, 128, (78,)).expand(14, -1, -1, -1).contiguous()
     cfg = IEMConfig.released()
     filt = LinearFilter.build(128, 128, cfg, torch.float32, "cpu")
