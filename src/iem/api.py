@@ -86,11 +86,13 @@ def segment_batch(
     if dev.type == "cpu":
         tune_cpu_allocator()
     if chunk_size is None:
-        chunk_size = max(1, auto_chunk_runs(h, w, dev) // runs)
+        chunk_runs = auto_chunk_runs(h, w, dev)
         if dev.type == "cpu":  # threads take chunks as they finish: a few each keeps them all busy
-            chunk_size = min(chunk_size, -(-b // (CHUNKS_PER_THREAD * torch.get_num_threads())))
+            chunk_runs = min(chunk_runs, -(-b * runs // (CHUNKS_PER_THREAD * torch.get_num_threads())))
     elif chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
+    else:
+        chunk_runs = chunk_size * runs
     filt = LinearFilter.build(h, w, config, images.dtype, dev)
 
     def starts(begin: int, end: int) -> torch.Tensor:
@@ -98,7 +100,7 @@ def segment_batch(
             return init_masks[begin:end].to(dev, torch.bool)
         return candidates.to(dev).expand(end - begin, -1, -1, -1)
 
-    return run_chunks(images, starts, config, filt, chunk_size, progress, inpainter)
+    return run_chunks(images, starts, config, filt, chunk_runs, progress, inpainter)
 
 
 def _load(image: ImageInput) -> Image.Image:

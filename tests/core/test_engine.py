@@ -4,7 +4,7 @@ import torch
 import iem
 from iem.config import IEMConfig
 from iem.core import engine, kernels
-from iem.core.engine import optimize_masks, select_best
+from iem.core.engine import optimize_masks
 from iem.core.filters import LinearFilter
 from iem.core.inpaint import gaussian_inpainter
 from iem.core.masks import initial_masks
@@ -86,7 +86,21 @@ def test_result_fields_and_selection():
     assert r.scores.shape == (3,) and torch.isfinite(r.scores).all()
     assert r.init.dtype == torch.long and ((r.init >= 0) & (r.init < 3)).all()
     assert r.iterations.shape == (3,)
-    assert select_best(torch.tensor([1.0, 3.0, 2.0, 5.0, 5.0, 0.0]), 3).tolist() == [1, 0]
+
+
+def test_a_tie_between_initial_masks_goes_to_the_first_whatever_finishes_first(loop):
+    # Two identical squares give two identical runs; one image's runs go to separate chunks.
+    image, _ = composite(40, 40, seed=6)
+    cfg = IEMConfig.paper(iterations=20, init_sizes=(78, 78, 44))
+    winners = [iem.segment_batch(image, cfg, device="cpu").init.item() for _ in range(4)]
+    assert winners[0] in (0, 2) and winners == winners[:1] * 4
+
+
+def test_progress_counts_every_image_once_when_chunks_split_images(loop):
+    images = torch.cat([composite(32, 32, seed=s)[0] for s in range(5)])
+    seen = []
+    iem.segment_batch(images, IEMConfig.paper(iterations=5), device="cpu", progress=seen.append)
+    assert sum(seen) == 5 and all(count > 0 for count in seen)
 
 
 def test_kept_score_is_the_highest_of_the_squares():

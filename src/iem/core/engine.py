@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Tuple
@@ -179,43 +180,29 @@ def optimize_masks(
     return final, iterations
 
 
-def select_best(scores: torch.Tensor, runs_per_image: int) -> torch.Tensor:
-    """Index of the initial mask with the highest final inpainting error, per image (section 4.2).
-
-    Args:
-        scores: ``(B * runs_per_image,)`` with the runs of an image adjacent.
-
-    Returns:
-        ``(B,)`` long; ties go to the first initial mask.
-    """
-    return scores.view(-1, runs_per_image).argmax(dim=1)
-
-
 def run_chunk(
     images: torch.Tensor,
     init_masks: torch.Tensor,
     config: IEMConfig,
     filt: LinearFilter,
     inpainter: Optional[Inpainter] = None,
-) -> IEMResult:
-    """IEM on a chunk already on its device, from ``K`` initial masks per image.
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """IEM on a chunk of runs already on its device: each image from its own initial mask.
 
     Args:
-        images: ``(B, C, H, W)`` float.
-        init_masks: ``(B, K, H, W)`` bool, the ``K`` candidate initial masks of each image.
+        images: ``(R, C, H, W)`` float, one per run.
+        init_masks: ``(R, 1, H, W)`` bool.
 
     Returns:
-        :class:`IEMResult` of the chunk, on the chunk's device.
+        ``(masks (R, 1, H, W) bool, scores (R,), iterations (R,) long)``, on the chunk's device;
+        the score is the final inpainting error ``L_inp`` (Eq. 7) that picks among an image's
+        initial masks (section 4.2).
     """
-    b, k = init_masks.shape[:2]
-    runs = images.repeat_interleave(k, dim=0)
-    masks, iterations = optimize_masks(runs, init_masks.reshape(b * k, 1, *init_masks.shape[2:]), config, filt, inpainter)
+    masks, iterations = optimize_masks(images, init_masks, config, filt, inpainter)
     psi = inpainter if inpainter is not None else gaussian_inpainter(filt, config.epsilon)
     with torch.no_grad():
-        scores = inpainting_error(runs, masks.to(runs.dtype), psi, config)
-    best = select_best(scores, k)
-    pick = torch.arange(b, device=best.device) * k + best
-    return IEMResult(masks[pick], scores[pick], best, iterations[pick])
+        scores = inpainting_error(images, masks.to(images.dtype), psi, config)
+    return masks, scores, iterations
 
 
 @contextlib.contextmanager
@@ -233,41 +220,60 @@ def run_chunks(
     starts: Callable[[int, int], torch.Tensor],
     config: IEMConfig,
     filt: LinearFilter,
-    chunk_size: int,
+    chunk_runs: int,
     progress: Optional[Callable[[int], None]] = None,
     inpainter: Optional[Inpainter] = None,
 ) -> IEMResult:
-    """:func:`run_chunk` over consecutive chunks of ``images``, results gathered on the CPU.
+    """:func:`run_chunk` over consecutive chunks of runs (image x initial mask), the best run
+    of each image kept on the CPU.
 
     On CPU the chunks run concurrently, one per torch thread, each chunk single-threaded:
     a step's operations are too small to split well across threads (and threads that wait
-    on each other collapse on a busy machine), whole chunks are not.
-    Results do not depend on this: every image is computed on its own.
+    on each other collapse on a busy machine), whole chunks are not. Chunks are cut by runs,
+    not images, so that even one image's initial masks keep every thread busy. Results do not
+    depend on this: every run is computed on its own, and an image keeps the run with the
+    highest score, the first of its initial masks on a tie, in whatever order chunks finish.
 
     Args:
         images: ``(B, C, H, W)`` float, on any device.
-        starts: ``starts(begin, end)`` gives the ``(end - begin, K, H, W)`` initial masks of a
-            chunk, on the filter's device.
-        chunk_size: images per chunk.
-        progress: called with the number of images of each finished chunk, in order.
+        starts: ``starts(begin, end)`` gives the ``(end - begin, K, H, W)`` initial masks of
+            images ``begin`` to ``end``, on the filter's device.
+        chunk_runs: runs per chunk.
+        progress: called with the number of images each finished chunk completed, in order.
     """
     device = filt.rows.matrix.device
-    total = images.shape[0]
-    spans = [(begin, min(begin + chunk_size, total)) for begin in range(0, total, chunk_size)]
+    total, size = images.shape[0], tuple(images.shape[2:])
+    per_image = starts(0, 1).shape[1]
+    total_runs = total * per_image
+    spans = [(begin, min(begin + chunk_runs, total_runs)) for begin in range(0, total_runs, chunk_runs)]
     # Results go straight into tensors allocated up front: nothing of a chunk outlives it.
     out = IEMResult(
-        torch.empty((total, 1) + tuple(images.shape[2:]), dtype=torch.bool),
-        torch.empty(total, dtype=images.dtype),
-        torch.empty(total, dtype=torch.long),
+        torch.empty((total, 1) + size, dtype=torch.bool),
+        torch.full((total,), float("-inf"), dtype=images.dtype),
+        torch.full((total,), per_image, dtype=torch.long),
         torch.empty(total, dtype=torch.long),
     )
+    runs_done = [0] * total
+    lock = threading.Lock()
 
     def work(span: Tuple[int, int]) -> int:
         begin, end = span
-        result = run_chunk(images[begin:end].to(device), starts(begin, end), config, filt, inpainter)
-        for name in ("masks", "scores", "init", "iterations"):
-            getattr(out, name)[begin:end] = getattr(result, name).cpu()
-        return end - begin
+        first, last = begin // per_image, (end - 1) // per_image + 1
+        skip = begin - first * per_image
+        inits = starts(first, last).reshape((-1, 1) + size)[skip : skip + end - begin]
+        runs = images[first:last].to(device).repeat_interleave(per_image, dim=0)[skip : skip + end - begin]
+        masks, scores, iterations = (t.cpu() for t in run_chunk(runs, inits, config, filt, inpainter))
+        completed = 0
+        with lock:
+            for j, run in enumerate(range(begin, end)):
+                image, square = divmod(run, per_image)
+                score, best = float(scores[j]), float(out.scores[image])
+                if score > best or (score == best and square < int(out.init[image])):
+                    out.masks[image], out.scores[image] = masks[j], scores[j]
+                    out.init[image], out.iterations[image] = square, iterations[j]
+                runs_done[image] += 1
+                completed += runs_done[image] == per_image
+        return completed
 
     workers = min(torch.get_num_threads(), len(spans)) if device.type == "cpu" else 1
     with contextlib.ExitStack() as stack:
@@ -278,6 +284,6 @@ def run_chunks(
         else:
             done = map(work, spans)
         for count in done:
-            if progress is not None:
+            if progress is not None and count:
                 progress(count)
     return out
