@@ -19,8 +19,6 @@ from iem.imaging import resize_shorter, to_tensor
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 
-#: Chunks per CPU thread at least, so that runs that stop early do not leave a thread idle.
-CHUNKS_PER_THREAD = 4
 #: Images per slice when validating a batch.
 _CHECK_CHUNK = 256
 
@@ -85,14 +83,9 @@ def segment_batch(
     dev = resolve_device(device)
     if dev.type == "cpu":
         tune_cpu_allocator()
-    if chunk_size is None:
-        chunk_runs = auto_chunk_runs(h, w, dev)
-        if dev.type == "cpu":  # threads take chunks as they finish: a few each keeps them all busy
-            chunk_runs = min(chunk_runs, -(-b * runs // (CHUNKS_PER_THREAD * torch.get_num_threads())))
-    elif chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
-    else:
-        chunk_runs = chunk_size * runs
+    chunk_runs = auto_chunk_runs(h, w, dev, b * runs) if chunk_size is None else chunk_size * runs
     filt = LinearFilter.build(h, w, config, images.dtype, dev)
 
     def starts(begin: int, end: int) -> torch.Tensor:
@@ -100,7 +93,7 @@ def segment_batch(
             return init_masks[begin:end].to(dev, torch.bool)
         return candidates.to(dev).expand(end - begin, -1, -1, -1)
 
-    return run_chunks(images, starts, config, filt, chunk_runs, progress, inpainter)
+    return run_chunks(images, starts, runs, config, filt, chunk_runs, progress, inpainter)
 
 
 def _load(image: ImageInput) -> Image.Image:

@@ -29,6 +29,8 @@ from iem.core.objective import (
 #: Runs (image x initial mask) per chunk at 128 x 128, by device type; scaled by pixel count.
 #: Small chunks keep a CPU step's working set in cache; a GPU wants thousands in flight.
 CHUNK_RUNS_AT_REFERENCE = {"cpu": 32, "cuda": 8192}
+#: Chunks per CPU thread at least, so that runs that stop early do not leave a thread idle.
+CHUNKS_PER_THREAD = 4
 
 
 @dataclass
@@ -85,10 +87,17 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def auto_chunk_runs(height: int, width: int, device: torch.device) -> int:
-    """Default number of runs per chunk for an image size on a device."""
+def auto_chunk_runs(height: int, width: int, device: torch.device, total_runs: int) -> int:
+    """Default number of runs per chunk for ``total_runs`` runs of an image size on a device.
+
+    Scaled by pixel count from :data:`CHUNK_RUNS_AT_REFERENCE`; on CPU also small enough to give
+    every thread :data:`CHUNKS_PER_THREAD` chunks, which threads take as they finish.
+    """
     base = CHUNK_RUNS_AT_REFERENCE.get(device.type, CHUNK_RUNS_AT_REFERENCE["cpu"])
-    return max(1, int(base * REFERENCE_SIZE * REFERENCE_SIZE / (height * width)))
+    runs = max(1, int(base * REFERENCE_SIZE * REFERENCE_SIZE / (height * width)))
+    if device.type == "cpu":
+        runs = min(runs, -(-total_runs // (CHUNKS_PER_THREAD * torch.get_num_threads())))
+    return max(1, runs)
 
 
 class Gradient:
@@ -218,6 +227,7 @@ def _torch_threads(count: int) -> Iterator[None]:
 def run_chunks(
     images: torch.Tensor,
     starts: Callable[[int, int], torch.Tensor],
+    per_image: int,
     config: IEMConfig,
     filt: LinearFilter,
     chunk_runs: int,
@@ -238,12 +248,12 @@ def run_chunks(
         images: ``(B, C, H, W)`` float, on any device.
         starts: ``starts(begin, end)`` gives the ``(end - begin, K, H, W)`` initial masks of
             images ``begin`` to ``end``, on the filter's device.
+        per_image: ``K``, the runs (initial masks) of each image.
         chunk_runs: runs per chunk.
         progress: called with the number of images each finished chunk completed, in order.
     """
     device = filt.rows.matrix.device
     total, size = images.shape[0], tuple(images.shape[2:])
-    per_image = starts(0, 1).shape[1]
     total_runs = total * per_image
     spans = [(begin, min(begin + chunk_runs, total_runs)) for begin in range(0, total_runs, chunk_runs)]
     # Results go straight into tensors allocated up front: nothing of a chunk outlives it.
