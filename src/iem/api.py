@@ -23,9 +23,21 @@ ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 _CHECK_CHUNK = 256
 
 
+def resolve_config(config: Optional[IEMConfig]) -> IEMConfig:
+    """``config``, or :meth:`IEMConfig.paper` when None; anything else is a ``TypeError``."""
+    if config is None:
+        return IEMConfig.paper()
+    if not isinstance(config, IEMConfig):
+        hint = " (settings as a dict: IEMConfig.paper(**settings))" if isinstance(config, dict) else ""
+        raise TypeError(f"config must be an IEMConfig or None, got {type(config).__name__}{hint}")
+    return config
+
+
 def _check_images(images: torch.Tensor, config: IEMConfig) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() != 4:
-        raise ValueError("images must be a (B, C, H, W) tensor")
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a (B, C, H, W) float tensor in [-1, 1], got {type(images).__name__}")
+    if images.dim() != 4:
+        raise ValueError(f"images must be a (B, C, H, W) tensor, got shape {tuple(images.shape)}")
     if not images.is_floating_point():
         raise ValueError(f"images must be a float tensor in [-1, 1], got dtype {images.dtype}")
     if images.shape[0] < 1:
@@ -69,11 +81,17 @@ def segment_batch(
 
     Returns:
         :class:`IEMResult` on the CPU.
+
+    The images are constants of the optimisation (IEM moves the mask, not the pixels): a
+    tensor that requires grad is detached, and no gradient flows back to it.
     """
-    config = config or IEMConfig.paper()
+    config = resolve_config(config)
     _check_images(images, config)
+    images = images.detach()
     b, _, h, w = images.shape
     if init_masks is not None:
+        if not isinstance(init_masks, torch.Tensor):
+            raise TypeError(f"init_masks must be a (B, 1, H, W) bool tensor, got {type(init_masks).__name__}")
         if tuple(init_masks.shape) != (b, 1, h, w):
             raise ValueError(f"init_masks must have shape {(b, 1, h, w)}, got {tuple(init_masks.shape)}")
         candidates = None
@@ -83,8 +101,8 @@ def segment_batch(
     dev = resolve_device(device)
     if dev.type == "cpu":
         tune_cpu_allocator()
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError("chunk_size must be >= 1")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
     chunk_runs = auto_chunk_runs(h, w, dev, b * runs) if chunk_size is None else chunk_size * runs
     filt = LinearFilter.build(h, w, config, images.dtype, dev)
 
@@ -97,6 +115,11 @@ def segment_batch(
 
 
 def _load(image: ImageInput) -> Image.Image:
+    if isinstance(image, torch.Tensor):
+        raise TypeError(
+            "iem.segment takes a PIL image, an (H, W, 3) uint8 array or a file path; for a "
+            "(3, H, W) float tensor in [-1, 1] use iem.segment_batch(image[None]).masks[0, 0]"
+        )
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     if isinstance(image, np.ndarray):
@@ -131,11 +154,19 @@ def segment(
     Returns:
         ``(H, W)`` bool numpy array, True on the foreground.
     """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
+    config = resolve_config(config)
     picture = _load(image)
     working = resize_shorter(picture, size)
     batch = to_tensor(working).unsqueeze(0)
     init = None
     if init_mask is not None:
+        if np.shape(init_mask) != (picture.height, picture.width):
+            raise ValueError(
+                f"init_mask must be an (H, W) mask of the image's size {(picture.height, picture.width)}, "
+                f"got shape {np.shape(init_mask)}"
+            )
         init_image = Image.fromarray(np.asarray(init_mask, dtype=bool).astype(np.uint8) * 255)
         init_image = init_image.resize((working.width, working.height), Image.NEAREST)
         init = torch.from_numpy(np.asarray(init_image) > 127).view(1, 1, working.height, working.width)
@@ -152,14 +183,19 @@ def inpaint(images: torch.Tensor, masks: torch.Tensor, config: Optional[IEMConfi
 
     Args:
         images: ``(B, C, H, W)`` float in [-1, 1].
-        masks: ``(B, 1, H, W)`` bool foreground.
+        masks: ``(B, 1, H, W)`` bool (or 0/1 float) foreground, one per image.
         config: supplies the filter; :meth:`IEMConfig.paper` when None.
 
     Returns:
         ``(B, C, H, W)`` float tensor.
     """
-    config = config or IEMConfig.paper()
+    config = resolve_config(config)
     _check_images(images, config)
+    b, _, h, w = images.shape
+    if not isinstance(masks, torch.Tensor):
+        raise TypeError(f"masks must be a (B, 1, H, W) bool tensor, got {type(masks).__name__}")
+    if tuple(masks.shape) != (b, 1, h, w):
+        raise ValueError(f"masks must have shape {(b, 1, h, w)} to match the images, got {tuple(masks.shape)}")
     filt = LinearFilter.build(images.shape[2], images.shape[3], config, images.dtype, images.device)
     with torch.no_grad():
         return inpaint_from_other_region(images, masks.to(images.device), gaussian_inpainter(filt, config.epsilon))

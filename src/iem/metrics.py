@@ -37,7 +37,7 @@ def _strict(pred: torch.Tensor, gt: torch.Tensor) -> Dict[str, torch.Tensor]:
     inter = (pred & gt).flatten(1).sum(1).double()
     union = (pred | gt).flatten(1).sum(1).double()
     sizes = pred.flatten(1).sum(1).double() + gt.flatten(1).sum(1).double()
-    pixels = pred[0].numel()
+    pixels = pred.shape[1] * pred.shape[2]
     acc = (pred == gt).flatten(1).sum(1).double() / pixels
     iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
     dice = torch.where(sizes > 0, 2 * inter / sizes.clamp_min(1), torch.ones_like(sizes))
@@ -68,5 +68,11 @@ def binary_scores(pred: torch.Tensor, gt: torch.Tensor, convention: Convention =
 
 
 def mean_scores(pred: torch.Tensor, gt: torch.Tensor, convention: Convention = "inverse_max") -> Dict[str, float]:
-    """Dataset figures: the mean over images of :func:`binary_scores`."""
+    """Dataset figures: the mean over images of :func:`binary_scores`.
+
+    Raises:
+        ValueError: no image (a mean over nothing has no value), or mismatched shapes.
+    """
+    if _as_batch(pred).shape[0] == 0:
+        raise ValueError("mean_scores needs at least one mask: the batch is empty")
     return {name: float(value.mean()) for name, value in binary_scores(pred, gt, convention).items()}

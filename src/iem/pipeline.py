@@ -38,12 +38,13 @@ import torch
 from tqdm.auto import tqdm
 
 import iem
-from iem.api import inpaint, segment_batch
+from iem.api import inpaint, resolve_config, segment_batch
 from iem.config import IEMConfig
 from iem.core.engine import resolve_device
 from iem.imaging import to_uint8
 from iem.io.outputs import OUTPUTS, output_paths, write_outputs
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, read_file_bytes, read_image
+from iem.io.names import printable_line, quote_name
 from iem.io.upsample import UPSAMPLE_METHODS, THRESHOLD, UpsampleMethod, upsample_mask
 from iem.io.walk import InputFile, InputProblem, iter_inputs
 from iem.io.working import MAX_ASPECT_RATIO, MIN_INPUT_SIDE, working_image
@@ -82,8 +83,9 @@ class Failure:
     reason: str
 
     def line(self) -> str:
-        """The one-line report: ``<file>: <reason>``."""
-        return f"{self.path}: {self.reason}"
+        """The one-line report: ``<file>: <reason>``; a name that does not print is quoted and
+        escaped (:func:`iem.io.names.quote_name`), so no name can forge a line."""
+        return f"{quote_name(self.path)}: {printable_line(self.reason)}"
 
 
 @dataclass
@@ -243,7 +245,7 @@ def segment_bytes(
     Raises:
         ImageReadError: the bytes are not a usable image.
     """
-    config = config or IEMConfig.paper()
+    config = resolve_config(config)
     _check_size(size, config)
     segmenter = Segmenter(config, device, model, refine)
     small = read_image(data, max_pixels=max_pixels, min_side=size, name=name)
@@ -441,6 +443,21 @@ def _compute(
         _put(results, _Result(job, soft[index, 0].numpy(), pictures[index]), stop)
 
 
+def parse_outputs(outputs: Union[str, Sequence[str]]) -> Tuple[str, ...]:
+    """The chosen outputs, in order, without repeats: ``"mask,cutout"``, ``"mask"`` or a sequence.
+
+    Raises:
+        ValueError: an unknown name, or none.
+    """
+    if isinstance(outputs, str):
+        outputs = outputs.split(",")
+    names = tuple(dict.fromkeys(str(name).strip() for name in outputs))
+    unknown = [name for name in names if name not in OUTPUTS]
+    if unknown or not names:
+        raise ValueError(f"outputs must be a non-empty selection of {sorted(OUTPUTS)}, got {list(names)}")
+    return names
+
+
 def _check_size(size: int, config: IEMConfig) -> None:
     if not isinstance(size, int) or size < MIN_SIZE:
         raise ValueError(f"size must be an integer >= {MIN_SIZE}, got {size!r}")
@@ -513,7 +530,8 @@ def segment_files(
         config: IEM settings; :meth:`IEMConfig.paper` when None.
         size: working resolution, the shorter side in pixels (>= :data:`MIN_SIZE`).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (an error when no GPU is present).
-        outputs: any of ``"mask"`` (8-bit PNG, 0/255, original resolution), ``"cutout"`` (RGBA
+        outputs: one name or a comma-separated string (``"mask,cutout"``), or a sequence of
+            names, among ``"mask"`` (8-bit PNG, 0/255, original resolution), ``"cutout"`` (RGBA
             PNG, background transparent), ``"overlay"`` (JPEG, foreground tinted) and
             ``"inpaint"`` (PNG, each region inpainted from the other, :func:`iem.inpaint`).
         overwrite: rewrite outputs that exist already.
@@ -539,11 +557,8 @@ def segment_files(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     inputs = list(inputs)
-    config = config or IEMConfig.paper()
-    outputs = tuple(dict.fromkeys(outputs))
-    unknown = [kind for kind in outputs if kind not in OUTPUTS]
-    if unknown or not outputs:
-        raise ValueError(f"outputs must be a non-empty selection of {sorted(OUTPUTS)}, got {list(outputs)}")
+    config = resolve_config(config)
+    outputs = parse_outputs(outputs)
     if upsample not in UPSAMPLE_METHODS:
         raise ValueError(f"upsample must be one of {UPSAMPLE_METHODS}, got {upsample!r}")
     _check_size(size, config)
@@ -637,6 +652,7 @@ __all__ = [
     "Segmenter",
     "check_output_folder",
     "output_paths",
+    "parse_outputs",
     "segment_bytes",
     "segment_files",
     "working_image",

@@ -68,7 +68,7 @@ def test_output_folder_inside_the_input_is_not_walked(tree: Path) -> None:
 
 
 def test_links_to_files_are_followed_links_to_folders_are_not(tree: Path, tmp_path: Path) -> None:
-    os.symlink(tree / "b.jpg", tree / "link.jpg")
+    os.symlink(_touch(tmp_path / "outside.jpg"), tree / "link.jpg")
     os.symlink(tree / "sub", tree / "loop")
     os.symlink(tmp_path / "nowhere.jpg", tree / "broken.jpg")
     names = _relatives(iter_inputs([tree]))

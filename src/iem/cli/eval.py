@@ -7,6 +7,7 @@ import sys
 import click
 
 from iem.bench.evaluate import EvalReport, evaluate_masks, write_eval_csv
+from iem.io.names import printable_line
 
 #: Exit status when some file could not be matched or read.
 EXIT_INPUT_FAILED = 1
@@ -61,7 +62,7 @@ def eval_command(pred: str, gt: str, csv_path: str, quiet: bool) -> None:
     """
     report = evaluate_masks(pred, gt, progress=not quiet)
     for problem in report.problems:
-        click.echo(f"error: {problem}", err=True)
+        click.echo(f"error: {printable_line(problem)}", err=True)
     if report.resized:
         click.echo(
             f"warning: {len(report.resized)} prediction(s) resized (nearest) to their ground truth's size", err=True

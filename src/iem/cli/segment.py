@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, T
 import click
 
 from iem.config import PRESETS, IEMConfig
+from iem.io.names import printable_line
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError
 from iem.io.upsample import UPSAMPLE_METHODS
 from iem.pipeline import (
@@ -29,6 +30,7 @@ from iem.pipeline import (
     SUMMARY_JSON,
     Failure,
     OutputFolderError,
+    parse_outputs,
     segment_bytes,
     segment_files,
 )
@@ -142,13 +144,12 @@ def config_from_options(preset: str, values: Mapping[str, Any]) -> IEMConfig:
 
 
 def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tuple[str, ...]:
-    names = [part.strip() for part in value.split(",") if part.strip()]
-    if names == [_ALL_OUTPUTS]:
+    if value.strip() == _ALL_OUTPUTS:
         return tuple(OUTPUTS)
-    unknown = [name for name in names if name not in OUTPUTS]
-    if unknown or not names:
-        raise click.BadParameter(f"choose from {', '.join(OUTPUTS)} (comma-separated) or '{_ALL_OUTPUTS}'")
-    return tuple(dict.fromkeys(names))
+    try:
+        return parse_outputs(value)
+    except ValueError:
+        raise click.BadParameter(f"choose from {', '.join(OUTPUTS)} (comma-separated) or '{_ALL_OUTPUTS}'") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +312,7 @@ def _user_errors(ctx: click.Context, model: Optional[Path], failures: Type[Excep
     try:
         yield
     except failures as err:
-        click.echo(str(err), err=True)
+        click.echo(printable_line(str(err)), err=True)
         ctx.exit(1)
     except ValueError as err:
         raise click.UsageError(str(err)) from None

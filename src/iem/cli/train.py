@@ -9,6 +9,7 @@ import click
 
 from iem.cli.segment import config_from_options, config_options
 from iem.config import PRESETS
+from iem.io.names import printable_line
 
 #: Exit statuses: some input failed; a usage error.
 EXIT_INPUT_FAILED = 1
@@ -114,7 +115,7 @@ def train(
 
     paths, problems = collect_image_paths(inputs)
     for line in problems:
-        click.echo(line, err=True)
+        click.echo(printable_line(line), err=True)
     if not paths:
         raise click.UsageError("no image found among the inputs")
     try:
@@ -137,7 +138,7 @@ def train(
         click.echo(f"{out}: cannot write ({err.strerror or err})", err=True)
         ctx.exit(EXIT_INPUT_FAILED)
     for line in report.errors:
-        click.echo(line, err=True)
+        click.echo(printable_line(line), err=True)
     if not quiet:
         result = report.train
         loss = f", final loss {result.losses[-1]:.4f}" if result.losses else ""

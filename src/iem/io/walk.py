@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Iterable, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from PIL import Image
 
@@ -71,8 +71,23 @@ def iter_inputs(
 
     Yields:
         :class:`InputFile` per image, :class:`InputProblem` per argument that names nothing
-        or folder that cannot be listed.
+        or folder that cannot be listed. A file reached twice (named twice, named and inside a
+        named folder, or through a symbolic link or another relative path to the same place:
+        the same :func:`os.path.realpath`) is yielded once, the first time.
     """
+    seen: Set[str] = set()
+    for item in _iter_all(inputs, exclude, extensions):
+        if isinstance(item, InputFile):
+            resolved = os.path.realpath(item.path)
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+        yield item
+
+
+def _iter_all(
+    inputs: Iterable[PathLike], exclude: Optional[PathLike], extensions: Optional[Sequence[str]]
+) -> Iterator[Union[InputFile, InputProblem]]:
     exts = frozenset(e.lower() for e in (extensions or image_extensions()))
     excluded = _identity(Path(exclude)) if exclude is not None else None
     for arg in inputs:

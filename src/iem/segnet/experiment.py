@@ -26,6 +26,7 @@ import click
 import torch
 
 from iem import IEMConfig, metrics
+from iem.api import resolve_config
 from iem.bench.files import write_text
 from iem.bench.methods import IEMMethod, MethodContext
 from iem.bench.report import markdown_table, write_per_image_csv, write_results_json
@@ -99,7 +100,7 @@ def run_experiment(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    iem_config = iem_config or IEMConfig.paper()
+    iem_config = resolve_config(iem_config)
     dataset = open_folder_pair(root, protocol="paper")
     by_path = {record.image_path: i for i, record in enumerate(dataset.records)}
     train_paths, test_paths = split_paths(list(by_path), test_size, seed=split_seed)

@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from iem import IEMConfig
+from iem.api import resolve_config
 from iem.segnet.data import PROTOCOL_SIZE, load_collection
 from iem.segnet.pseudo import PseudoLabels, default_cache_path, iem_pseudo_labels
 from iem.segnet.select import select_top
@@ -80,7 +81,7 @@ def train_from_files(
         CheckpointMismatch: ``out`` holds a run on other data or settings (with ``resume``).
     """
     settings = settings or TrainSettings()
-    iem_config = iem_config or IEMConfig.paper()
+    iem_config = resolve_config(iem_config)
     out = Path(out)
 
     with tqdm(total=len(paths), desc="read", unit="img", disable=not progress, dynamic_ncols=True) as bar:

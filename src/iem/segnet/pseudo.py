@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from iem import IEMConfig, segment_batch
+from iem.api import resolve_config
 from iem.io import atomic_write
 
 PathLike = Union[str, os.PathLike]
@@ -113,7 +114,7 @@ def iem_pseudo_labels(
     Returns:
         :class:`PseudoLabels` for all ``N`` images.
     """
-    config = config or IEMConfig.paper()
+    config = resolve_config(config)
     n, side = images.shape[0], images.shape[-1]
     if len(paths) != n:
         raise ValueError(f"iem_pseudo_labels: {len(paths)} paths for {n} images")
