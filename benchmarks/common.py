@@ -8,7 +8,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 
 from iem.imaging import center_crop, resize_shorter, to_tensor
+from iem.io.write import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where the scripts write their JSON by default.
@@ -241,20 +241,8 @@ def environment(threads: Optional[int] = None) -> Dict[str, Any]:
 
 
 def write_json(data: Dict[str, Any], path: Path) -> Path:
-    """Write ``data`` as indented JSON atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2, sort_keys=False)
-            out.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
+    """Write ``data`` as indented JSON atomically (:func:`iem.io.write.write_text`)."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 def set_threads(threads: int) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 import iem
+from iem.io.write import write_text
 from benchmarks import common
 from benchmarks.naive import RELEASED_SQUARES, naive_segment
 
@@ -188,10 +189,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     record["report"] = lines
     common.write_json(record, out_dir / "gpu_check.json")
     report = out_dir / "gpu_check.txt"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    temporary = report.with_name(report.name + ".tmp")
-    temporary.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(temporary, report)
+    write_text(report, "\n".join(lines) + "\n")
     print(f"wrote {out_dir / 'gpu_check.json'} and {report}")
     return 0 if agree_ok else DISAGREE_STATUS
 

@@ -118,11 +118,13 @@ def make_folder(root: Path, count: int, sources: List[Path]) -> Path:
 def random_pngs(root: Path, count: int, size: int) -> List[Path]:
     from PIL import Image
 
+    from iem.io.write import save_image
+
     rng = np.random.default_rng(0)
     paths = []
     for i in range(count):
         path = root / f"source{i:03d}.png"
-        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+        save_image(Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)), path, "PNG")
         paths.append(path)
     return paths
 

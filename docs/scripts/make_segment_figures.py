@@ -29,6 +29,7 @@ from PIL import Image  # noqa: E402
 from iem.config import IEMConfig  # noqa: E402
 from iem.data import SAMPLES, sample_folder, sample_path  # noqa: E402
 from iem.io.read import read_image  # noqa: E402
+from iem.io.write import atomic_write  # noqa: E402
 from iem.io.upsample import upsample_mask  # noqa: E402
 from iem.pipeline import Segmenter, working_image  # noqa: E402
 
@@ -73,7 +74,7 @@ def quickstart() -> Path:
         fig.suptitle("iem segment src/iem/data -o out/ --outputs mask,cutout,overlay  (default settings)", fontsize=12)
         fig.tight_layout()
         path = IMAGES / "quickstart.png"
-        fig.savefig(path, dpi=80)
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=80))
         plt.close(fig)
     return path
 
@@ -115,7 +116,7 @@ def upsampling() -> Path:
                 ax.set_ylabel(f"{side}x{side} px crop; mask made at 1/{scale:.1f} scale", fontsize=10)
     fig.suptitle("Mask boundary (red) brought from the 128 px working size to full resolution", fontsize=12)
     path = IMAGES / "guided_upsampling.png"
-    fig.savefig(path, dpi=80)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=80))
     plt.close(fig)
     return path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,24 @@ def test_default_output_sits_beside_the_checkpoint(checkpoint: Path) -> None:
     result = CliRunner().invoke(main, ["export", str(checkpoint), "--format", "torchscript", "-q"])
     assert result.exit_code == 0, result.output
     assert checkpoint.with_suffix(".ts").is_file()
+
+
+def test_a_link_is_written_through_and_a_block_device_refused(checkpoint: Path, tmp_path: Path) -> None:
+    real = tmp_path / "kept" / "model.ts"
+    real.parent.mkdir()
+    link = tmp_path / "model.ts"
+    link.symlink_to(real)
+    result = CliRunner().invoke(main, ["export", str(checkpoint), "--format", "torchscript", "--out", str(link), "-q"])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and real.stat().st_size > 0
+    block = tmp_path / "disk"
+    try:
+        os.mknod(block, 0o666 | stat.S_IFBLK, os.makedev(240, 240))  # a device number no driver serves
+    except (PermissionError, AttributeError, OSError) as err:
+        pytest.skip(f"cannot make device nodes here ({err})")
+    result = CliRunner().invoke(main, ["export", str(checkpoint), "--format", "torchscript", "--out", str(block)])
+    assert result.exit_code == 1 and result.output.strip() == f"{block}: cannot write (is a block device, not a file iem may write)"
+    assert stat.S_ISBLK(os.lstat(block).st_mode)
 
 
 def test_bad_checkpoint_or_format_exit_2(tmp_path: Path, checkpoint: Path) -> None:

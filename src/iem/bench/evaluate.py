@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from iem.bench.files import PathLike, write_text
+from iem.io.write import PathLike, write_text
 from iem.bench.runner import SCORE_KEYS, ImageScores, score_batch
 from iem.datasets.folder import MASK_SUFFIXES, scan_by_stem
 from iem.datasets.masks import read_mask

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 import iem
-from iem.bench.files import PathLike, atomic_path
+from iem.io.write import PathLike, atomic_write
 from iem.bench.runner import FigureSample
 from iem.config import IEMConfig
 from iem.datasets.protocol import tensor_to_uint8
@@ -99,5 +99,4 @@ def render_grid(
     if title:
         figure.suptitle(title, fontsize=TITLE_FONT_SIZE + 2)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png")
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png"))

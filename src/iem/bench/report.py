@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from iem.bench.files import PathLike, write_text
+from iem.io.write import PathLike, write_text
 from iem.bench.runner import SCORE_KEYS, BenchResult, MethodResult
 
 RESULTS_JSON = "results.json"

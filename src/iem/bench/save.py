@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from iem.bench.figures import render_grid
-from iem.bench.files import PathLike
+from iem.io.write import PathLike
 from iem.bench.report import PER_IMAGE_CSV, RESULTS_JSON, RESULTS_MARKDOWN, write_markdown, write_per_image_csv, write_results_json
 from iem.bench.runner import BenchResult
 

@@ -197,24 +197,28 @@ def bench(
     def save_partial(partial: BenchResult) -> None:
         save_tables(partial, out, command=command)
 
-    result = run_benchmark(
-        data,
-        built,
-        dataset_name=name,
-        batch_size=batch_size,
-        figure_rows=figure_rows,
-        figure_methods=shown,
-        seed=seed,
-        progress=not quiet,
-        on_result=save_partial,
-    )
-    for line in result.load_failures + [line for r in result.results for line in r.failures]:
-        click.echo(f"error: {line}", err=True)
     try:
-        save_benchmark(result, out, figure_methods=shown, command=command)
-    except ImportError as err:
-        click.echo(f"warning: no figure: {err}", err=True)
-        save_tables(result, out, command=command)
+        result = run_benchmark(
+            data,
+            built,
+            dataset_name=name,
+            batch_size=batch_size,
+            figure_rows=figure_rows,
+            figure_methods=shown,
+            seed=seed,
+            progress=not quiet,
+            on_result=save_partial,
+        )
+        for line in result.load_failures + [line for r in result.results for line in r.failures]:
+            click.echo(f"error: {line}", err=True)
+        try:
+            save_benchmark(result, out, figure_methods=shown, command=command)
+        except ImportError as err:
+            click.echo(f"warning: no figure: {err}", err=True)
+            save_tables(result, out, command=command)
+    except OSError as err:  # only the report files are written here; reading errors are per image
+        click.echo(f"error: {err.filename or out}: cannot write ({err.strerror or err})", err=True)
+        sys.exit(EXIT_INPUT_FAILED)
     _print_table(result)
     click.echo(f"results: {Path(out) / RESULTS_JSON}")
     if result.failed or data.problems:

@@ -70,7 +70,11 @@ def eval_command(pred: str, gt: str, csv_path: str, quiet: bool) -> None:
     if not report.rows:
         click.echo("error: no prediction could be scored", err=True)
         sys.exit(EXIT_INPUT_FAILED)
-    write_eval_csv(report, csv_path)
+    try:
+        write_eval_csv(report, csv_path)
+    except OSError as err:
+        click.echo(f"error: {csv_path}: cannot write ({err.strerror or err})", err=True)
+        sys.exit(EXIT_INPUT_FAILED)
     click.echo(f"images: {len(report.rows)}")
     click.echo(summary_text(report))
     click.echo(f"per-image scores: {csv_path}")

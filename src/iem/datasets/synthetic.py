@@ -15,6 +15,7 @@ from PIL import Image
 
 from iem.datasets.base import PathLike
 from iem.datasets.folder import IMAGE_DIR, MASK_DIR
+from iem.io.write import save_image
 
 #: Standard deviation of the per-pixel noise, in 8-bit levels.
 NOISE_LEVEL = 12.0
@@ -24,6 +25,8 @@ AXIS_RANGE = (0.18, 0.32)
 CENTER_JITTER = 0.1
 #: Smallest distance between the two colours on some channel, in 8-bit levels.
 MIN_CONTRAST = 96
+#: PIL's format name for each file suffix written.
+_PIL_FORMATS = {"png": "PNG", "jpg": "JPEG"}
 
 
 def _colours(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
@@ -68,7 +71,7 @@ def write_shapes_dataset(
     """
     if count < 1:
         raise ValueError("count must be >= 1")
-    if image_format not in ("png", "jpg"):
+    if image_format not in _PIL_FORMATS:
         raise ValueError("image_format must be 'png' or 'jpg'")
     root = Path(root)
     (root / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
@@ -78,7 +81,7 @@ def write_shapes_dataset(
     for index in range(count):
         name = f"shape_{index:03d}"
         image, mask = shapes_sample(size[0], size[1], rng)
-        Image.fromarray(image).save(root / IMAGE_DIR / f"{name}.{image_format}")
-        Image.fromarray(mask.astype(np.uint8) * 255).save(root / MASK_DIR / f"{name}.png")
+        save_image(Image.fromarray(image), root / IMAGE_DIR / f"{name}.{image_format}", _PIL_FORMATS[image_format])
+        save_image(Image.fromarray(mask.astype(np.uint8) * 255), root / MASK_DIR / f"{name}.png", "PNG")
         names.append(name)
     return names

@@ -4,16 +4,30 @@ A process killed at any moment therefore leaves either the complete previous fil
 new one, or nothing under the target's name, never half a file; a rerun that skips existing
 outputs finishes the job. Leftover temporaries are hidden (``.name.XXXX.iem-tmp``);
 :class:`StaleTemporaries` removes them when a later run writes into the same folder.
+
+Only regular files are ever replaced. What the target path is decides how it is written
+(:func:`write_plan`):
+
+- missing or a regular file: atomically, as above (an existing file keeps its permissions);
+- a symbolic link (to any depth): the link stays and its final target is written by these
+  same rules, so a link to a regular file gets an atomic replacement of that file, beside it;
+- a character device (``/dev/null``, a terminal) or a FIFO: streamed into it directly, since
+  there is no file to replace (the whole content is prepared first, so a failing writer sends
+  nothing);
+- a folder, a block device, a socket: refused with :class:`NotAFileError` (an ``OSError``).
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import stat
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Optional, Set, Union
+from typing import IO, Any, Callable, NamedTuple, Optional, Set, Union
 
 from PIL import Image
 
@@ -33,28 +47,78 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
+class NotAFileError(OSError):
+    """The output path is something that must not be replaced or written (a folder, a block
+    device, a socket); ``str(err)`` names the path and the reason on one line."""
+
+    def __init__(self, path: PathLike, what: str) -> None:
+        code = errno.EISDIR if what == "a folder" else errno.EINVAL
+        super().__init__(code, f"is {what}, not a file iem may write", os.fspath(path))
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.strerror}"
+
+
+class WritePlan(NamedTuple):
+    """How :func:`atomic_write` writes a path: ``atomic`` replace of ``target`` (``mode``: the
+    permissions to give it) or a ``direct`` stream into a device or FIFO."""
+
+    target: Path
+    direct: bool
+    mode: int
+
+
+def write_plan(path: PathLike) -> WritePlan:
+    """Decide where and how a write to ``path`` lands (see the module docstring).
+
+    Raises:
+        NotAFileError: ``path`` is (or links to) a folder, a block device or a socket.
+        OSError: ``path`` cannot be examined (a symbolic link loop, a permission problem).
+    """
+    given = Path(path)
+    try:
+        info = os.stat(given)  # follows symbolic links to the final target
+    except FileNotFoundError:
+        # Missing, or a link whose target is missing: the new file goes where the link points.
+        return WritePlan(Path(os.path.realpath(given)), False, _FILE_MODE)
+    kind = info.st_mode
+    if stat.S_ISREG(kind):
+        return WritePlan(Path(os.path.realpath(given)), False, stat.S_IMODE(kind))
+    if stat.S_ISCHR(kind) or stat.S_ISFIFO(kind):
+        return WritePlan(given, True, 0)
+    what = "a folder" if stat.S_ISDIR(kind) else "a block device" if stat.S_ISBLK(kind) else "a socket" if stat.S_ISSOCK(kind) else "a special file"
+    raise NotAFileError(given, what)
+
+
 def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Create or replace ``path`` with what ``write(file)`` writes, atomically.
 
-    The parent folders are created. The file gets the usual permissions (``0o666`` less the
-    umask) rather than the private mode of temporary files.
+    The parent folders are created. A new file gets the usual permissions (``0o666`` less the
+    umask) rather than the private mode of temporary files; a replaced one keeps its own.
+    Symbolic links are followed and kept, devices and FIFOs written directly, folders, block
+    devices and sockets refused (:func:`write_plan`).
 
     Args:
         path: the target.
         write: called with a binary file open for writing.
 
     Returns:
-        The target path.
+        The target path, as given.
 
     Raises:
+        NotAFileError: ``path`` is not something a file may be written to.
         OSError: the folder cannot be created or written; no file is left behind.
     """
-    target = Path(path)
+    plan = write_plan(path)
+    if plan.direct:
+        _write_directly(plan.target, write)
+        return Path(path)
+    target = plan.target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), _FILE_MODE)
+            os.fchmod(handle.fileno(), plan.mode)
             write(handle)
             handle.flush()
             # Data on disk before the rename makes the file visible: a crash of the machine,
@@ -67,7 +131,27 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
         except OSError:
             pass
         raise
-    return target
+    return Path(path)
+
+
+def _write_directly(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Stream into a character device or FIFO: no temporary, nothing created or replaced."""
+    buffer = io.BytesIO()  # writers may seek; devices and FIFOs cannot
+    write(buffer)
+    # Without O_CREAT nothing is created if the path changed since write_plan looked at it.
+    fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
+    try:
+        kind = os.fstat(fd).st_mode
+        if not (stat.S_ISCHR(kind) or stat.S_ISFIFO(kind)):
+            raise NotAFileError(path, "no longer a device or FIFO")
+        view = memoryview(buffer.getbuffer())
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except OSError as err:
+                raise OSError(err.errno, err.strerror, os.fspath(path)) from None
+    finally:
+        os.close(fd)
 
 
 def save_image(image: Image.Image, path: PathLike, format: str, **params: Any) -> Path:
@@ -89,7 +173,8 @@ def append_line(path: PathLike, line: str) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     data = (line.rstrip("\n") + "\n").encode("utf-8")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _FILE_MODE)
+    write_plan(target)  # a folder, block device or socket is refused; links are followed
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOCTTY, _FILE_MODE)
     try:
         os.write(fd, data)
     finally:
@@ -118,12 +203,16 @@ class StaleTemporaries:
         removed = 0
         try:
             with os.scandir(key) as listing:
-                stale = [e.path for e in listing if e.name.startswith(".") and e.name.endswith(TEMP_SUFFIX)]
+                stale = [
+                    e.path
+                    for e in listing
+                    if e.name.startswith(".") and e.name.endswith(TEMP_SUFFIX) and e.is_file(follow_symlinks=False)
+                ]
         except OSError:
             return 0
         for name in stale:
             try:
-                if os.stat(name).st_mtime < self.started:
+                if os.lstat(name).st_mtime < self.started:
                     os.unlink(name)
                     removed += 1
             except OSError:

@@ -27,7 +27,7 @@ import torch
 
 from iem import IEMConfig, metrics
 from iem.api import resolve_config
-from iem.bench.files import write_text
+from iem.io.write import write_text
 from iem.bench.methods import IEMMethod, MethodContext
 from iem.bench.report import markdown_table, write_per_image_csv, write_results_json
 from iem.bench.runner import BenchResult, run_benchmark

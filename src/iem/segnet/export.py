@@ -139,6 +139,7 @@ def export_model(model: nn.Module, out: PathLike, fmt: str, check: bool = True) 
         ValueError: unknown format.
         ExportError: the exporter failed, or the export differs from PyTorch by more than
             :data:`PARITY_TOLERANCE`.
+        OSError: ``out`` cannot be written (:func:`iem.io.atomic_write`).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -148,6 +149,8 @@ def export_model(model: nn.Module, out: PathLike, fmt: str, check: bool = True) 
         exporter(cpu_model, out)
     except ImportError as err:
         raise ExportError(f"{out}: {fmt} export needs an optional package ({err}); install iem[export]") from None
+    except OSError:
+        raise  # the file cannot be written: the caller names the path and the reason
     except Exception as err:  # the exporters raise many types; the user needs one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExportError(f"{out}: {fmt} export failed ({first})") from None

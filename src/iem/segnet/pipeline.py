@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from iem import IEMConfig
 from iem.api import resolve_config
+from iem.io.write import write_plan
 from iem.segnet.data import PROTOCOL_SIZE, load_collection
 from iem.segnet.pseudo import PseudoLabels, default_cache_path, iem_pseudo_labels
 from iem.segnet.select import select_top
@@ -79,10 +80,12 @@ def train_from_files(
     Raises:
         NothingToTrain: no readable image, or no usable pseudo-label.
         CheckpointMismatch: ``out`` holds a run on other data or settings (with ``resume``).
+        iem.io.write.NotAFileError: ``out`` is a folder, a block device or a socket.
     """
     settings = settings or TrainSettings()
     iem_config = resolve_config(iem_config)
     out = Path(out)
+    write_plan(out)  # a folder or device given as ``out`` is refused before any work is done
 
     with tqdm(total=len(paths), desc="read", unit="img", disable=not progress, dynamic_ncols=True) as bar:
         collection = load_collection(paths, PROTOCOL_SIZE, progress=bar.update)
