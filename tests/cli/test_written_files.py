@@ -16,27 +16,12 @@ from iem.cli import main
 from iem.datasets import write_shapes_dataset
 
 from tests.io.samples import synthetic_photo
+from tests.io.special import block_device, null_device
 from tests.segnet.synthetic import write_images
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REFUSED = "is a block device, not a file iem may write"
-
-
-def _node(path: Path, kind: int, major: int, minor: int) -> Path:
-    try:
-        os.mknod(path, 0o666 | kind, os.makedev(major, minor))
-    except (PermissionError, AttributeError, OSError) as err:
-        pytest.skip(f"cannot make device nodes here ({err})")
-    return path
-
-
-def _block(path: Path) -> Path:
-    return _node(path, stat.S_IFBLK, 240, 240)  # a device number no driver serves
-
-
-def _null(path: Path) -> Path:
-    return _node(path, stat.S_IFCHR, 1, 3)
 
 
 def _link(link: Path, target: Path) -> Path:
@@ -67,10 +52,10 @@ def test_eval_csv(masks: tuple, tmp_path: Path) -> None:
     link = _link(tmp_path / "scores.csv", tmp_path / "kept" / "real.csv")
     assert CliRunner().invoke(main, ["eval", str(pred), str(gt), "--csv", str(link), "-q"]).exit_code == 0
     assert link.is_symlink() and (tmp_path / "kept" / "real.csv").read_text().startswith("name,")
-    null = _null(tmp_path / "null")
+    null = null_device(tmp_path / "null")
     assert CliRunner().invoke(main, ["eval", str(pred), str(gt), "--csv", str(null), "-q"]).exit_code == 0
     assert stat.S_ISCHR(os.lstat(null).st_mode)
-    block = _block(tmp_path / "disk")
+    block = block_device(tmp_path / "disk")
     _one_line_refusal(CliRunner().invoke(main, ["eval", str(pred), str(gt), "--csv", str(block), "-q"]), block)
     assert stat.S_ISBLK(os.lstat(block).st_mode)
 
@@ -84,14 +69,14 @@ def test_bench_outputs(tmp_path: Path) -> None:
     assert CliRunner().invoke(main, args).exit_code == 0
     assert link.is_symlink() and '"square"' in (tmp_path / "kept" / "results.json").read_text()
     (out / "results.md").unlink()
-    block = _block(out / "results.md")
+    block = block_device(out / "results.md")
     _one_line_refusal(CliRunner().invoke(main, args), block)
     assert stat.S_ISBLK(os.lstat(block).st_mode)
 
 
 def test_train_refuses_a_device_before_any_work(tmp_path: Path) -> None:
     write_images(tmp_path / "imgs", 1, size=(32, 32))
-    block = _block(tmp_path / "disk")
+    block = block_device(tmp_path / "disk")
     result = CliRunner().invoke(main, ["train", str(tmp_path / "imgs"), "--out", str(block), "--device", "cpu", "-q"])
     _one_line_refusal(result, block)
     assert stat.S_ISBLK(os.lstat(block).st_mode)
@@ -104,8 +89,8 @@ def test_segment_outputs(tmp_path: Path) -> None:
         synthetic_photo(40, 32, seed=ord(name))[0].save(photos / f"{name}.png")
     out = tmp_path / "out"
     link = _link(out / "a.mask.png", tmp_path / "kept" / "a.png")
-    null = _null(out / "b.mask.png")
-    block = _block(out / "c.mask.png")
+    null = null_device(out / "b.mask.png")
+    block = block_device(out / "c.mask.png")
     result = CliRunner().invoke(
         main, ["segment", str(photos), "-o", str(out), "--overwrite", "--iterations", "2", "--device", "cpu", "-q"]
     )

@@ -26,6 +26,8 @@ from iem.io.write import (
     write_text,
 )
 
+from tests.io.special import FULL_DEVICE, block_device, device_node, null_device
+
 
 def test_atomic_write_creates_folders_and_replaces(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b" / "out.txt"
@@ -88,14 +90,6 @@ def test_stale_temporaries_are_removed_once_and_only_old_ones(tmp_path: Path) ->
 # --------------------------------------------------------------------------------------------
 
 
-def _node(path: Path, kind: int, major: int, minor: int) -> Path:
-    try:
-        os.mknod(path, 0o666 | kind, os.makedev(major, minor))
-    except (PermissionError, AttributeError, OSError) as err:
-        pytest.skip(f"cannot make device nodes here ({err})")
-    return path
-
-
 def test_a_link_to_a_file_is_kept_and_its_target_replaced_atomically(tmp_path: Path) -> None:
     elsewhere = tmp_path / "real"
     elsewhere.mkdir()
@@ -143,7 +137,7 @@ def test_a_fifo_is_written_into_not_replaced(tmp_path: Path) -> None:
 
 
 def test_a_character_device_is_written_into_not_replaced(tmp_path: Path) -> None:
-    null = _node(tmp_path / "null", stat.S_IFCHR, 1, 3)  # the /dev/null device
+    null = null_device(tmp_path / "null")
     link = tmp_path / "out.csv"
     link.symlink_to(null)
     write_text(null, "discarded")
@@ -154,7 +148,7 @@ def test_a_character_device_is_written_into_not_replaced(tmp_path: Path) -> None
 
 
 def test_a_full_device_gives_a_clear_error_naming_the_path(tmp_path: Path) -> None:
-    full = _node(tmp_path / "full", stat.S_IFCHR, 1, 7)  # the /dev/full device
+    full = device_node(tmp_path / "full", stat.S_IFCHR, FULL_DEVICE)
     with pytest.raises(OSError) as caught:
         write_text(full, "x" * 10)
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(full)
@@ -176,8 +170,7 @@ def test_folders_block_devices_and_sockets_are_refused(tmp_path: Path) -> None:
             write_text(path, "x")
         with pytest.raises(NotAFileError):
             append_line(path, "x")
-    # A device number no driver serves: even a wrong open would reach nothing.
-    block = _node(tmp_path / "disk", stat.S_IFBLK, 240, 240)
+    block = block_device(tmp_path / "disk")
     for write in (lambda p: write_text(p, "x"), lambda p: append_line(p, "x")):
         with pytest.raises(NotAFileError) as caught:
             write(block)
