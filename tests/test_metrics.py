@@ -48,3 +48,23 @@ def test_bad_arguments():
         metrics.binary_scores(masks([1]), masks([1]), "loose")
     with pytest.raises(ValueError, match="differs"):
         metrics.binary_scores(masks([1, 0]), masks([1]))
+
+
+@pytest.mark.parametrize(
+    "pred, gt, strict, inverse",
+    [
+        # The mask overshoots: the prediction is the better polarity. Scoring (pred, ~gt) for the
+        # inverse would give IoU 5/8 and DICE 10/13 here.
+        ([1, 1, 1, 1, 1, 1, 0, 0], [1, 0, 0, 0, 0, 0, 0, 0], (3 / 8, 1 / 6, 2 / 7), (5 / 8, 0.0, 0.0)),
+        # The inverse is the better polarity; (pred, ~gt) would give IoU 5/6 and DICE 10/11.
+        ([0, 0, 0, 1, 1, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0, 0], (1 / 8, 0.0, 0.0), (7 / 8, 2 / 3, 4 / 5)),
+    ],
+)
+def test_both_conventions_on_asymmetric_examples(pred, gt, strict, inverse):
+    """By hand: strict scores (pred, gt); inverse-max the better of (pred, gt) and (~pred, gt)."""
+    p, g = masks(pred), masks(gt)
+    s = metrics.binary_scores(p, g, "strict")
+    assert [s[k].item() for k in metrics.METRICS] == pytest.approx(list(strict))
+    best = [max(a, b) for a, b in zip(strict, inverse)]
+    inv = metrics.binary_scores(p, g, "inverse_max")
+    assert [inv[k].item() for k in metrics.METRICS] == pytest.approx(best)

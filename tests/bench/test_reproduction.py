@@ -6,15 +6,12 @@ Reference IoU (strict IoU) of the authors' code under the paper protocol: releas
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from iem.bench.methods import MethodContext, build_method
 from iem.bench.runner import run_benchmark
 from iem.datasets import open_dataset
-
-GRABCUT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "grabcut"
+from tests.conftest import require_shared
 
 #: Published with one decimal: a match is within half a unit of the last digit; the paper
 #: preset may differ by one image choosing another initial square (0.1 point on 50 images).
@@ -24,9 +21,7 @@ REFERENCE = {"released": (51.8, 49.2, 0.05), "paper": (54.0, 50.3, 0.15)}
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(REFERENCE))
 def test_preset_matches_authors_code(preset: str) -> None:
-    if not GRABCUT.is_dir():
-        pytest.skip(f"{GRABCUT} not available")
-    data = open_dataset(GRABCUT)
+    data = open_dataset(require_shared("grabcut"))
     method = build_method(preset, MethodContext(device="cpu"))
     result = run_benchmark(data, [method], "grabcut").results[0]
     iou, strict_iou, tolerance = REFERENCE[preset]

@@ -11,8 +11,7 @@ from replicas import write_png_as
 from PIL import Image
 
 from iem.datasets import SampleError, detect_layout, open_dataset, open_folder_pair, scan_by_stem
-
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+from tests.conftest import require_shared
 
 
 def _pair(root: Path, relative: str, mask: np.ndarray, mask_suffix: str = ".png") -> None:
@@ -87,9 +86,7 @@ def test_corrupt_image_raises_sample_error_naming_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name, count", [("grabcut", 50), ("weizmann_horse", 327)])
 def test_shared_datasets_open(name: str, count: int) -> None:
-    root = DATA / name
-    if not root.is_dir():
-        pytest.skip(f"{root} not available")
+    root = require_shared(name)
     assert detect_layout(root) == "folder"
     data = open_dataset(root)
     assert len(data) == count and data.problems == []

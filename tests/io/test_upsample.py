@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from iem.io.upsample import box_filter, guided_filter, upsample_mask
+from tests.conftest import require_shared
 from tests.io.samples import synthetic_photo
 
 
@@ -80,9 +81,8 @@ def test_guided_beats_bilinear_on_real_photos(shared_data) -> None:
     """
     from iem.imaging import working_size
 
-    masks = sorted((shared_data / "grabcut" / "masks").glob("*.png"))[:20]
-    if not masks:
-        pytest.skip("GrabCut masks not found")
+    masks = sorted(require_shared("grabcut", "masks").glob("*.png"))[:20]
+    assert masks, "no GrabCut masks"
     scores = {"bilinear": [], "guided": []}
     for mask_path in masks:
         [image_path] = list((shared_data / "grabcut" / "images").glob(mask_path.stem + ".*"))

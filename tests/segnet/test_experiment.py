@@ -12,8 +12,8 @@ from iem import IEMConfig
 from iem.datasets import write_shapes_dataset
 from iem.segnet.experiment import experiment_markdown, run_experiment
 from iem.segnet.train import TrainSettings
+from tests.conftest import require_shared
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 METHODS = ["paper", "segnet", "segnet+refine"]
 
 
@@ -41,9 +41,7 @@ def test_experiment_on_synthetic_pairs(tmp_path: Path, transductive: bool) -> No
 @pytest.mark.slow
 def test_experiment_on_weizmann_horse_subset(tmp_path: Path) -> None:
     """End to end on real photographs: 24 Weizmann horses, 8 held out, short IEM and training."""
-    horse = SHARED_DATA / "weizmann_horse"
-    if not horse.is_dir():
-        pytest.skip(f"shared data not found at {horse}")
+    horse = require_shared("weizmann_horse")
     root = tmp_path / "horse"
     for sub, suffix in (("images", ".jpg"), ("masks", ".png")):
         (root / sub).mkdir(parents=True)
