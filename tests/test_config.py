@@ -18,6 +18,13 @@ def test_released_preset_uses_one_square_of_78():
     assert IEMConfig.preset("released", iterations=3).iterations == 3
 
 
+def test_best_preset_is_the_paper_then_grabcut():
+    best = IEMConfig.best()
+    assert best.grabcut and not IEMConfig.paper().grabcut and not IEMConfig.released().grabcut
+    assert best.replace(grabcut=False) == IEMConfig.paper()
+    assert IEMConfig.preset("best", grabcut_iterations=2).grabcut_iterations == 2
+
+
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         IEMConfig().iterations = 3  # type: ignore[misc]
@@ -41,6 +48,9 @@ def test_config_is_frozen():
         {"smoothing_rule": "median"},
         {"numerator_norm": "l3"},
         {"normalizer": "area"},
+        {"grabcut_iterations": 0},
+        {"grabcut_border": -1},
+        {"grabcut_border": 64},
     ],
 )
 def test_invalid_values_raise_value_error(changes):

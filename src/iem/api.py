@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from iem.config import IEMConfig
-from iem.core.engine import IEMResult, auto_chunk_runs, resolve_device, run_chunks, tune_cpu_allocator
+from iem.core.engine import (
+    IEMResult,
+    auto_chunk_runs,
+    refine_masks,
+    resolve_device,
+    run_chunks,
+    tune_cpu_allocator,
+)
 from iem.core.filters import LinearFilter
 from iem.core.inpaint import Inpainter, gaussian_inpainter, inpaint_from_other_region
 from iem.core.masks import initial_masks
@@ -23,10 +30,10 @@ ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 _CHECK_CHUNK = 256
 
 
-def resolve_config(config: Optional[IEMConfig]) -> IEMConfig:
-    """``config``, or :meth:`IEMConfig.paper` when None; anything else is a ``TypeError``."""
+def resolve_config(config: Optional[IEMConfig], default: Callable[[], IEMConfig] = IEMConfig.paper) -> IEMConfig:
+    """``config``, or ``default()`` (:meth:`IEMConfig.paper`) when None; anything else is a ``TypeError``."""
     if config is None:
-        return IEMConfig.paper()
+        return default()
     if not isinstance(config, IEMConfig):
         hint = " (settings as a dict: IEMConfig.paper(**settings))" if isinstance(config, dict) else ""
         raise TypeError(f"config must be an IEMConfig or None, got {type(config).__name__}{hint}")
@@ -42,6 +49,8 @@ def _check_images(images: torch.Tensor, config: IEMConfig) -> None:
         raise ValueError(f"images must be a float tensor in [-1, 1], got dtype {images.dtype}")
     if images.shape[0] < 1:
         raise ValueError("images must hold at least one image")
+    if config.grabcut and images.shape[1] != 3:
+        raise ValueError(f"grabcut needs RGB images (3 channels), got {images.shape[1]}")
     smallest = config.kernel_size
     if min(images.shape[2:]) < smallest:
         raise ValueError(
@@ -111,7 +120,9 @@ def segment_batch(
             return init_masks[begin:end].to(dev, torch.bool)
         return candidates.to(dev).expand(end - begin, -1, -1, -1)
 
-    return run_chunks(images, starts, runs, config, filt, chunk_runs, progress, inpainter)
+    result = run_chunks(images, starts, runs, config, filt, chunk_runs, progress, inpainter)
+    result.masks = refine_masks(images, result.masks, config)
+    return result
 
 
 def _load(image: ImageInput) -> Image.Image:
@@ -146,7 +157,7 @@ def segment(
 
     Args:
         image: PIL image, ``(H, W, 3)`` uint8 array, or a path to an image file.
-        config: settings, :meth:`IEMConfig.paper` when None.
+        config: settings, :meth:`IEMConfig.best` when None.
         size: working resolution (shorter side, pixels).
         device: as in :func:`segment_batch`.
         init_mask: optional ``(H, W)`` bool initial mask at the input's resolution.
@@ -156,7 +167,7 @@ def segment(
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
-    config = resolve_config(config)
+    config = resolve_config(config, IEMConfig.best)
     picture = _load(image)
     working = resize_shorter(picture, size)
     batch = to_tensor(working).unsqueeze(0)

@@ -51,6 +51,12 @@ class IEMConfig:
             assumptions 2 and 3).
         early_exit: Stop spending work on an image whose mask has reached a fixed point or a
             2-cycle; the result is identical to running every iteration.
+        grabcut: Refine IEM's mask with a GrabCut graph cut and colour models started from it,
+            the image border taken as certain background (beyond the paper, docs/beyond.md;
+            needs OpenCV).
+        grabcut_iterations: GrabCut iterations of that refinement.
+        grabcut_border: Width in pixels, at 128 px and scaled with the shorter side, of the ring
+            along the image border that the refinement takes as certain background (0: none).
     """
 
     iterations: int = 150
@@ -67,6 +73,9 @@ class IEMConfig:
     numerator_norm: NumeratorNorm = "l1"
     normalizer: Normalizer = "size"
     early_exit: bool = True
+    grabcut: bool = False
+    grabcut_iterations: int = 5
+    grabcut_border: int = 2
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "init_sizes", tuple(int(s) for s in self.init_sizes))
@@ -87,6 +96,14 @@ class IEMConfig:
             (self.smoothing_rule in ("code", "paper"), "smoothing_rule must be 'code' or 'paper'"),
             (self.numerator_norm in ("l1", "l2"), "numerator_norm must be 'l1' or 'l2'"),
             (self.normalizer in ("size", "marginal"), "normalizer must be 'size' or 'marginal'"),
+            (
+                isinstance(self.grabcut_iterations, int) and self.grabcut_iterations >= 1,
+                "grabcut_iterations must be an integer >= 1",
+            ),
+            (
+                isinstance(self.grabcut_border, int) and 0 <= self.grabcut_border < REFERENCE_SIZE // 2,
+                f"grabcut_border must be an integer in [0, {REFERENCE_SIZE // 2})",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -103,8 +120,15 @@ class IEMConfig:
         return cls(**{"init_sizes": (78,), **overrides})
 
     @classmethod
+    def best(cls, **overrides: Any) -> "IEMConfig":
+        """The most accurate learning-free settings found (docs/beyond.md); may change between
+        versions, unlike :meth:`paper` and :meth:`released`: the paper's IEM, then a GrabCut
+        refinement from its mask with the image border as background."""
+        return cls(**{"grabcut": True, **overrides})
+
+    @classmethod
     def preset(cls, name: str, **overrides: Any) -> "IEMConfig":
-        """A preset by name: ``"paper"`` or ``"released"``."""
+        """A preset by name: ``"paper"``, ``"released"`` or ``"best"``."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return getattr(cls, name)(**overrides)
@@ -132,7 +156,7 @@ class IEMConfig:
         return cls(**dict(values))
 
 
-PRESETS = ("paper", "released")
+PRESETS = ("paper", "released", "best")
 
 #: The ablations of the paper's Table 4, as changes to a config.
 ABLATIONS: Mapping[str, Mapping[str, Any]] = {

@@ -245,7 +245,7 @@ def segment_bytes(
     Raises:
         ImageReadError: the bytes are not a usable image.
     """
-    config = resolve_config(config)
+    config = resolve_config(config, IEMConfig.best)
     _check_size(size, config)
     segmenter = Segmenter(config, device, model, refine)
     small = read_image(data, max_pixels=max_pixels, min_side=size, name=name)
@@ -527,7 +527,7 @@ def segment_files(
     Args:
         inputs: files, folders (walked recursively) and glob patterns, or one of them.
         out_dir: output folder (created).
-        config: IEM settings; :meth:`IEMConfig.paper` when None.
+        config: IEM settings; :meth:`IEMConfig.best` when None.
         size: working resolution, the shorter side in pixels (>= :data:`MIN_SIZE`).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (an error when no GPU is present).
         outputs: one name or a comma-separated string (``"mask,cutout"``), or a sequence of
@@ -557,7 +557,7 @@ def segment_files(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     inputs = list(inputs)
-    config = resolve_config(config)
+    config = resolve_config(config, IEMConfig.best)
     outputs = parse_outputs(outputs)
     if upsample not in UPSAMPLE_METHODS:
         raise ValueError(f"upsample must be one of {UPSAMPLE_METHODS}, got {upsample!r}")

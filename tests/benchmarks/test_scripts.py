@@ -10,10 +10,11 @@ import sys
 import pytest
 import torch
 
-from benchmarks import common, gpu_check, memory, naive, paper_protocol, speed, table
+from benchmarks import common, gpu_check, memory, naive, paper_protocol, quality, speed, table
 from benchmarks.paper_protocol import iterations_distribution
+from iem.config import IEMConfig
 
-SCRIPTS = (naive, speed, paper_protocol, memory, gpu_check, table)
+SCRIPTS = (naive, speed, paper_protocol, memory, gpu_check, table, quality)
 
 
 @pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
@@ -124,3 +125,13 @@ def test_recorded_gpu_check_renders_as_rows_of_the_summary(tmp_path, capsys):
     assert table.main(["--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "### summary" in out and "| iem, paper protocol, 1020 images x 3 squares | cuda | - | wall |" in out
+
+
+def test_quality_parses_settings_and_pairs_differences():
+    method = quality.parse_method("nb=best:grabcut=false;init_sizes=(44, 78);sigma=4.5;smoothing_rule=paper", "cpu")
+    assert method.name == "nb"
+    assert method.config == IEMConfig(init_sizes=(44, 78), sigma=4.5, smoothing_rule="paper")
+    delta, se = quality.paired(torch.tensor([0.5, 0.7, 0.9]), torch.tensor([0.4, 0.4, 0.4]))
+    # differences 10, 30, 50 points: mean 30, sample std 20, SE 20 / sqrt(3)
+    assert delta == pytest.approx(30.0) and se == pytest.approx(20.0 / 3**0.5)
+    assert quality.parse_method("grabcut@0.015625", "cpu").margin == 0.015625

@@ -12,8 +12,8 @@ where ``build_segnet_method(name, context)`` returns a :class:`Method` (reading
 
 Built in:
 
-* IEM presets ``paper`` (three initial squares, section 4.2) and ``released`` (one 78 px square,
-  the authors' code), and any preset followed by ``+``-joined changes from
+* IEM presets ``paper`` (three initial squares, section 4.2), ``released`` (one 78 px square,
+  the authors' code) and ``best`` (beyond the paper, docs/beyond.md), and any preset followed by ``+``-joined changes from
   :data:`iem.config.ABLATIONS` (Table 4) or :data:`iem.config.VARIANTS` (Table 5), e.g.
   ``paper+no_smoothing`` or ``paper+l2_size``;
 * ``grabcut``: OpenCV's GrabCut (Rother et al. 2004) from the centered rectangle of IEM's
@@ -327,6 +327,7 @@ def _iem_factory(name: str, context: MethodContext) -> Method:
 
 register_method("paper", _iem_factory, "IEM, the paper's protocol: squares 44, 78, 92, keep the highest error")
 register_method("released", _iem_factory, "IEM, the authors' released code: one 78 px square")
+register_method("best", _iem_factory, "IEM, the most accurate settings (docs/beyond.md): paper, then GrabCut from its mask")
 register_method(
     "grabcut",
     lambda name, context: GrabCutMethod(name, GRABCUT_MARGIN, context.seed, GRABCUT_DESCRIPTION),

@@ -173,7 +173,13 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
     callback=_parse_outputs,
     help="Comma-separated: mask (PNG 0/255), cutout (RGBA PNG), overlay (JPEG), inpaint (PNG), or 'all'.",
 )
-@click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True, help="Base settings.")
+@click.option(
+    "--preset",
+    type=click.Choice(PRESETS),
+    default="best",
+    show_default=True,
+    help="Base settings: best (most accurate, docs/beyond.md), paper (reproduces the paper), released.",
+)
 @click.option(
     "--size",
     type=click.IntRange(min=MIN_SIZE),

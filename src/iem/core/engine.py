@@ -38,7 +38,7 @@ class IEMResult:
     """Output of :func:`iem.segment_batch` (CPU tensors).
 
     Attributes:
-        masks: ``(B, 1, H, W)`` bool foreground masks.
+        masks: ``(B, 1, H, W)`` bool foreground masks (after ``config.grabcut``).
         scores: ``(B,)`` float, the final inpainting error ``L_inp`` (Eq. 7) of each kept mask.
         init: ``(B,)`` long, index of the initial mask whose result was kept.
         iterations: ``(B,)`` long, iterations computed for the kept result before its mask
@@ -190,6 +190,24 @@ def optimize_masks(
         return current, iterations
     final[active] = current
     return final, iterations
+
+
+def refine_masks(images: torch.Tensor, masks: torch.Tensor, config: IEMConfig) -> torch.Tensor:
+    """The step after the IEM iterations chosen by ``config`` (beyond the paper).
+
+    Args:
+        images: ``(B, C, H, W)`` float in [-1, 1].
+        masks: ``(B, 1, H, W)`` bool, IEM's kept masks.
+
+    Returns:
+        ``(B, 1, H, W)`` bool: refined by :func:`iem.core.refine.grabcut_refine` with
+        ``config.grabcut``, else ``masks`` unchanged.
+    """
+    if not config.grabcut:
+        return masks
+    from iem.core.refine import grabcut_refine
+
+    return grabcut_refine(images, masks, config.grabcut_iterations, config.grabcut_border)
 
 
 def run_chunk(
