@@ -48,7 +48,14 @@ from iem.io.names import printable_line, quote_name
 from iem.io.upsample import UPSAMPLE_METHODS, THRESHOLD, UpsampleMethod, upsample_mask
 from iem.io.walk import InputFile, InputProblem, iter_inputs
 from iem.io.working import MAX_ASPECT_RATIO, MIN_INPUT_SIDE, working_image
-from iem.io.write import StaleTemporaries, append_line, write_text
+from iem.io.write import (
+    StaleTemporaries,
+    WriteCancelled,
+    append_line,
+    cancel_writes_on,
+    check_cancelled,
+    write_text,
+)
 
 PathLike = Union[str, os.PathLike]
 
@@ -64,6 +71,11 @@ PENDING_BATCHES = 2
 #: Threads that decode full-resolution photos and write outputs (CPU-bound, run in parallel).
 MAX_WRITERS = 4
 
+#: After an interrupt, the longest wait for the threads to stop. Writers check for the stop
+#: between their steps (decoding, upsampling, rendering) and in every chunk they write, so
+#: they stop within one step; a thread stuck longer (a hung network disk) is left behind.
+WIND_DOWN_SECONDS = 10.0
+
 #: File names in the output folder.
 FAILURES_LOG = "failures.log"
 SUMMARY_JSON = "summary.json"
@@ -73,6 +85,18 @@ FailureCallback = Callable[["Failure"], None]
 
 class OutputFolderError(OSError):
     """The output folder cannot be created or written; ``str(err)`` is one line."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A :func:`segment_files` run stopped by ``KeyboardInterrupt`` (Ctrl-C, or a signal the
+    caller turned into one), after its threads wound down; ``summary`` says what was done.
+
+    Every output written is complete, no temporary is left behind, and a rerun finishes the job.
+    """
+
+    def __init__(self, summary: "RunSummary") -> None:
+        super().__init__("interrupted")
+        self.summary = summary
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,9 @@ class RunSummary:
         failures: inputs that failed, with their reasons.
         seconds: wall-clock time of the run.
         settings: every setting of the run (JSON-friendly).
+        problems: one line per file of the run itself that could not be written in full
+            (``failures.log`` left incomplete, ``summary.json``), naming the path and the reason.
+        interrupted: the run was stopped before the end (:class:`RunInterrupted`).
     """
 
     out_dir: Optional[str]
@@ -107,6 +134,8 @@ class RunSummary:
     failures: List[Failure] = field(default_factory=list)
     seconds: float = 0.0
     settings: Dict[str, Any] = field(default_factory=dict)
+    problems: List[str] = field(default_factory=list)
+    interrupted: bool = False
 
     @property
     def failed(self) -> int:
@@ -120,14 +149,15 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when every input succeeded (or was already done), 1 when some failed."""
-        return 1 if self.failures else 0
+        """0 when every input succeeded (or was already done), 1 when some failed or a file of
+        the run could not be written."""
+        return 1 if self.failures or self.problems else 0
 
     def line(self) -> str:
         """The one-line summary printed at the end of a run."""
         rate = self.segmented / self.seconds if self.seconds > 0 else 0.0
         text = (
-            f"{self.total} inputs in {self.seconds:.1f} s: {self.segmented} segmented ({rate:.2f} images/s), "
+            ("interrupted: " if self.interrupted else "") + f"{self.total} inputs in {self.seconds:.1f} s: {self.segmented} segmented ({rate:.2f} images/s), "
             f"{self.skipped} already done, {self.failed} failed"
         )
         if self.out_dir is not None:
@@ -141,12 +171,14 @@ class RunSummary:
         return {
             "counts": {"total": self.total, "segmented": self.segmented, "skipped": self.skipped, "failed": self.failed},
             "failures": [{"path": f.path, "reason": f.reason} for f in self.failures],
+            "problems": list(self.problems),
             "settings": self.settings,
             "timing": {
                 "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.segmented / self.seconds, 3) if self.seconds > 0 else 0.0,
             },
             "out_dir": self.out_dir,
+            "interrupted": self.interrupted,
             "exit_code": self.exit_code,
         }
 
@@ -288,6 +320,9 @@ class _Report:
         self.bar = bar
         self.on_failure = on_failure
         self.lock = threading.Lock()
+        #: Why the log stopped taking lines, and how many failures it misses since.
+        self.log_error: Optional[OSError] = None
+        self.unlogged = 0
 
     def done(self) -> None:
         with self.lock:
@@ -303,15 +338,38 @@ class _Report:
         failure = Failure(path, reason.splitlines()[0] if reason else "unknown error")
         with self.lock:
             self.summary.failures.append(failure)
-            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-            try:
-                append_line(self.log, f"{stamp}\t{failure.line()}")
-            except OSError:
-                pass  # the line still reaches the summary and the callback
+            self._log(failure)
             if self.on_failure is not None:
                 self.on_failure(failure)
             self.bar.set_postfix(failed=self.summary.failed, refresh=False)
             self.bar.update(1)
+
+
+    def _log(self, failure: Failure) -> None:
+        """Append to the log; once a line does not fit, mark the log incomplete and stop, so
+        that it never holds a cut line nor a silent gap (the summary lists every failure)."""
+        if self.log_error is not None:
+            self.unlogged += 1
+            return
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        try:
+            append_line(self.log, f"{stamp}\t{failure.line()}")
+        except OSError as err:
+            self.log_error = err
+            self.unlogged += 1
+            try:  # the cut line was removed: a short marker may still fit
+                append_line(self.log, f"{stamp}\t# INCOMPLETE: later failures are not listed here ({err.strerror or err})")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Report an incomplete log among the run's problems."""
+        if self.log_error is not None:
+            reason = self.log_error.strerror or str(self.log_error)
+            self.summary.problems.append(
+                f"{quote_name(self.log)}: incomplete, {self.unlogged} of {self.summary.failed} failures not recorded "
+                f"({reason}); the summary lists them all"
+            )
 
 
 def _put(q: "queue.Queue[Any]", item: Any, stop: threading.Event) -> bool:
@@ -388,6 +446,18 @@ def _write_stage(
     stop: threading.Event,
 ) -> None:
     """Full-resolution mask and outputs for each result; runs in writer threads."""
+    with cancel_writes_on(stop):
+        _write_results(results, report, upsample, max_pixels, cleaner, stop)
+
+
+def _write_results(
+    results: "queue.Queue[Any]",
+    report: _Report,
+    upsample: UpsampleMethod,
+    max_pixels: Optional[int],
+    cleaner: StaleTemporaries,
+    stop: threading.Event,
+) -> None:
     while not stop.is_set():
         try:
             result = results.get(timeout=0.1)
@@ -398,6 +468,8 @@ def _write_stage(
         name = str(result.job.item.path)
         try:
             _write_outputs(result, upsample, max_pixels, cleaner, name)
+        except WriteCancelled:
+            return  # stopping: this image's outputs are left for the rerun
         except ImageReadError as err:
             report.failed(name, err.reason)
         except OSError as err:
@@ -413,6 +485,7 @@ def _write_outputs(
     result: _Result, upsample: UpsampleMethod, max_pixels: Optional[int], cleaner: StaleTemporaries, name: str
 ) -> None:
     photo = read_image(result.job.data, max_pixels=max_pixels, name=name)
+    check_cancelled()
     mask = upsample_mask(result.soft, photo, upsample)
     write_outputs(result.job.targets, photo, mask, result.inpainted, cleaner)
 
@@ -546,6 +619,9 @@ def segment_files(
 
     Returns:
         :class:`RunSummary`; failures are also appended to ``OUT/failures.log``.
+        When a ``KeyboardInterrupt`` (Ctrl-C) arrives, queued work is dropped, the file being
+        written is finished or removed, and :class:`RunInterrupted` (a ``KeyboardInterrupt``)
+        is raised with the summary so far.
 
     Raises:
         ValueError: invalid settings (unknown output or upsampling method, size or batch size
@@ -580,14 +656,14 @@ def segment_files(
     jobs: "queue.Queue[Any]" = queue.Queue(maxsize=batch_size)
     results: "queue.Queue[Any]" = queue.Queue(maxsize=batch_size)
     cleaner = StaleTemporaries()
-    reader = threading.Thread(
+    reader = _Stage(
         target=_read_stage,
         args=(inputs, out, outputs, overwrite, size, max_pixels, jobs, report, stop),
         name="iem-reader",
         daemon=True,
     )
     writers = [
-        threading.Thread(
+        _Stage(
             target=_write_stage,
             args=(results, report, upsample, max_pixels, cleaner, stop),
             name=f"iem-writer-{i}",
@@ -599,6 +675,7 @@ def segment_files(
     for writer in writers:
         writer.start()
     want_inpaint = "inpaint" in outputs
+    interrupted: Optional[KeyboardInterrupt] = None
     try:
         groups: Dict[Tuple[int, ...], List[_Job]] = {}
         waiting = 0
@@ -623,18 +700,63 @@ def segment_files(
             _compute(groups.pop(shape), segmenter, want_inpaint, results, report, stop)
         for _ in writers:
             _put(results, _END, stop)
-        for writer in writers:
-            writer.join()
+        _wind_down(writers, None)
+    except KeyboardInterrupt as err:
+        interrupted = err
     finally:
         stop.set()
-        reader.join()
-        for writer in writers:
-            writer.join()
+        _wind_down([reader, *writers], WIND_DOWN_SECONDS if interrupted is not None else None)
         bar.close()
     summary.seconds = time.perf_counter() - started
+    summary.interrupted = interrupted is not None
+    report.close()
     if write_summary:
-        write_text(out / SUMMARY_JSON, json.dumps(summary.to_dict(), indent=2) + "\n")
+        try:
+            write_text(out / SUMMARY_JSON, json.dumps(summary.to_dict(), indent=2) + "\n")
+        except OSError as err:
+            summary.problems.append(f"{quote_name(out / SUMMARY_JSON)}: cannot write ({err.strerror or err})")
+    if interrupted is not None:
+        raise RunInterrupted(summary) from interrupted
     return summary
+
+
+class _Stage(threading.Thread):
+    """A pipeline thread that says when it has finished through an event.
+
+    Waiting on the event instead of ``Thread.join`` matters: a ``KeyboardInterrupt`` landing in
+    ``join`` can leave Python believing a running thread has stopped (CPython issue 90882),
+    and the wind-down would then stop waiting for a writer in the middle of a file.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.finished.set()
+
+
+def _wind_down(threads: Sequence[_Stage], seconds: Optional[float]) -> None:
+    """Wait for ``threads`` to finish, for at most ``seconds`` in all (None: until they end).
+
+    A KeyboardInterrupt while waiting for the end of a normal run propagates (the run is then
+    wound down with a limit); during that wind-down, a second Ctrl-C does not cut it short:
+    the writers need it to finish or remove the file in hand.
+    """
+    deadline = None if seconds is None else time.monotonic() + seconds
+    for thread in threads:
+        while not thread.finished.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            try:
+                thread.finished.wait(0.1 if left is None else min(0.1, left))
+            except KeyboardInterrupt:
+                if seconds is None:
+                    raise
 
 
 __all__ = [
@@ -648,6 +770,7 @@ __all__ = [
     "SUMMARY_JSON",
     "Failure",
     "OutputFolderError",
+    "RunInterrupted",
     "RunSummary",
     "Segmenter",
     "check_output_folder",

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import errno
+from typing import Any
+
 import click
 
 from iem import __version__
+from iem.cli.output import OutputError, describe, flush_out, occupy_closed_standard_streams, stdout_failed
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The ``iem`` group: commands end with one line, never a traceback, when a file or
+    standard output cannot be written (:mod:`iem.cli.output`)."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        occupy_closed_standard_streams()
+        return super().main(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            try:
+                return super().invoke(ctx)
+            finally:
+                flush_out()
+        except OSError as err:
+            if err.errno == errno.EPIPE and err.filename is None:
+                raise stdout_failed(err) from None
+            raise OutputError(describe(err)) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="iem")
 def main() -> None:
     """Unsupervised foreground segmentation by Inpainting Error Maximization (IEM).

@@ -21,6 +21,7 @@ from iem.bench.methods import (
 from iem.bench.report import RESULTS_JSON
 from iem.bench.runner import DEFAULT_BATCH_SIZE, BenchResult, run_benchmark
 from iem.bench.save import save_benchmark, save_tables
+from iem.cli.output import echo_out
 from iem.datasets import LAYOUTS, PROTOCOLS, DatasetError, open_dataset
 
 #: Methods run when ``--methods`` is not given.
@@ -163,7 +164,7 @@ def bench(
       iem bench --list-methods
     """
     if list_methods:
-        click.echo(_list_methods())
+        echo_out(_list_methods())
         return
     if dataset is None:
         raise click.UsageError("missing argument 'DATASET'")
@@ -220,15 +221,15 @@ def bench(
         click.echo(f"error: {err.filename or out}: cannot write ({err.strerror or err})", err=True)
         sys.exit(EXIT_INPUT_FAILED)
     _print_table(result)
-    click.echo(f"results: {Path(out) / RESULTS_JSON}")
+    echo_out(f"results: {Path(out) / RESULTS_JSON}")
     if result.failed or data.problems:
         sys.exit(EXIT_INPUT_FAILED)
 
 
 def _print_table(result: BenchResult) -> None:
     width = max(len(r.method) for r in result.results)
-    click.echo(f"{'method':<{width}}  {'acc':>5} {'IoU':>5} {'DICE':>5} | strict {'acc':>5} {'IoU':>5} {'DICE':>5} | {'seconds':>8}")
+    echo_out(f"{'method':<{width}}  {'acc':>5} {'IoU':>5} {'DICE':>5} | strict {'acc':>5} {'IoU':>5} {'DICE':>5} | {'seconds':>8}")
     for r in result.results:
         paper = " ".join(f"{100 * r.mean(k):5.1f}" for k in ("acc", "iou", "dice"))
         strict = " ".join(f"{100 * r.mean(k):5.1f}" for k in ("strict_acc", "strict_iou", "strict_dice"))
-        click.echo(f"{r.method:<{width}}  {paper} |        {strict} | {r.seconds:8.1f}")
+        echo_out(f"{r.method:<{width}}  {paper} |        {strict} | {r.seconds:8.1f}")

@@ -7,6 +7,7 @@ import sys
 import click
 
 from iem.bench.evaluate import EvalReport, evaluate_masks, write_eval_csv
+from iem.cli.output import echo_out
 from iem.io.names import printable_line
 
 #: Exit status when some file could not be matched or read.
@@ -75,8 +76,8 @@ def eval_command(pred: str, gt: str, csv_path: str, quiet: bool) -> None:
     except OSError as err:
         click.echo(f"error: {csv_path}: cannot write ({err.strerror or err})", err=True)
         sys.exit(EXIT_INPUT_FAILED)
-    click.echo(f"images: {len(report.rows)}")
-    click.echo(summary_text(report))
-    click.echo(f"per-image scores: {csv_path}")
+    echo_out(f"images: {len(report.rows)}")
+    echo_out(summary_text(report))
+    echo_out(f"per-image scores: {csv_path}")
     if report.problems:
         sys.exit(EXIT_INPUT_FAILED)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, T
 
 import click
 
+from iem.cli.output import echo_out, signal_exit_code, signals_as_interrupts, write_out
 from iem.config import PRESETS, IEMConfig
 from iem.io.names import printable_line
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError
@@ -30,6 +31,8 @@ from iem.pipeline import (
     SUMMARY_JSON,
     Failure,
     OutputFolderError,
+    RunInterrupted,
+    RunSummary,
     parse_outputs,
     segment_bytes,
     segment_files,
@@ -272,6 +275,8 @@ def segment(
     if refine and model is None:
         raise click.UsageError("--refine needs --model: it starts IEM from the network's masks")
     if "-" in inputs:
+        if json_summary:
+            raise click.UsageError("'-' writes the mask to stdout, where --json would go: drop --json")
         _segment_stdin(ctx, inputs, out_dir, outputs, config, size, device, upsample, max_pixels, model, refine)
         return
     if out_dir is None:
@@ -282,29 +287,43 @@ def segment(
 
         tqdm.write(failure.line(), file=sys.stderr)
 
-    with _user_errors(ctx, model, OutputFolderError):
-        summary = segment_files(
-            list(inputs),
-            out_dir,
-            config=config,
-            size=size,
-            device=device,
-            outputs=outputs,
-            overwrite=overwrite,
-            batch_size=batch_size,
-            progress=not quiet,
-            model=model,
-            refine=refine,
-            upsample=upsample,  # type: ignore[arg-type]
-            max_pixels=max_pixels,
-            on_failure=print_failure,
-            write_summary=json_summary,
-        )
+    with _user_errors(ctx, model, OutputFolderError), signals_as_interrupts() as received:
+        try:
+            summary = segment_files(
+                list(inputs),
+                out_dir,
+                config=config,
+                size=size,
+                device=device,
+                outputs=outputs,
+                overwrite=overwrite,
+                batch_size=batch_size,
+                progress=not quiet,
+                model=model,
+                refine=refine,
+                upsample=upsample,  # type: ignore[arg-type]
+                max_pixels=max_pixels,
+                on_failure=print_failure,
+                write_summary=json_summary,
+            )
+        except RunInterrupted as stopped:
+            _report(stopped.summary, json_summary, quiet)
+            ctx.exit(signal_exit_code(received))
+        except KeyboardInterrupt:  # before the run started: nothing was written
+            click.echo("interrupted", err=True)
+            ctx.exit(signal_exit_code(received))
+    _report(summary, json_summary, quiet)
+    ctx.exit(summary.exit_code)
+
+
+def _report(summary: RunSummary, json_summary: bool, quiet: bool) -> None:
+    """The end of a run: problems with the run's own files, the JSON, the summary line."""
+    for problem in summary.problems:
+        click.echo(problem, err=True)
     if json_summary:
-        click.echo(json.dumps(summary.to_dict(), indent=2))
+        echo_out(json.dumps(summary.to_dict(), indent=2))
     if not quiet:
         click.echo(summary.line(), err=True)
-    ctx.exit(summary.exit_code)
 
 
 @contextlib.contextmanager
@@ -371,5 +390,4 @@ def _segment_stdin(
         )
     buffer = io.BytesIO()
     mask_image(mask).save(buffer, format="PNG")
-    stdout.write(buffer.getvalue())
-    stdout.flush()
+    write_out(buffer.getvalue())

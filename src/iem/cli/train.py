@@ -9,7 +9,7 @@ import click
 
 from iem.cli.segment import config_from_options, config_options
 from iem.config import PRESETS
-from iem.io.names import printable_line
+from iem.io.names import printable_line, quote_name
 
 #: Exit statuses: some input failed; a usage error.
 EXIT_INPUT_FAILED = 1
@@ -134,8 +134,9 @@ def train(
         ctx.exit(EXIT_INPUT_FAILED)
     except CheckpointError as err:
         raise click.BadParameter(f"{err} (use --fresh to replace it)", param_hint="'--out'") from None
-    except OSError as err:
-        click.echo(f"{out}: cannot write ({err.strerror or err})", err=True)
+    except OSError as err:  # the checkpoint or the mask cache beside it
+        where = err.filename if err.filename is not None else out
+        click.echo(f"{quote_name(where)}: cannot write ({err.strerror or err})", err=True)
         ctx.exit(EXIT_INPUT_FAILED)
     for line in report.errors:
         click.echo(printable_line(line), err=True)

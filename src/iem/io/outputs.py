@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from iem.io.render import cutout_image, inpainting_image, mask_image, overlay_image
-from iem.io.write import StaleTemporaries, save_image
+from iem.io.write import StaleTemporaries, check_cancelled, save_image
 
 PathLike = Union[str, os.PathLike]
 
@@ -69,6 +69,7 @@ def write_outputs(
         OSError: a file cannot be written (the ones written before it stay complete).
     """
     for kind, path in targets.items():
+        check_cancelled()
         if cleaner is not None:
             cleaner.clean(path.parent)
         _, fmt, options = OUTPUTS[kind]

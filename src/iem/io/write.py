@@ -19,6 +19,7 @@ Only regular files are ever replaced. What the target path is decides how it is 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -27,7 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, NamedTuple, Optional, Set, Union
+from typing import IO, Any, Callable, Iterator, NamedTuple, Optional, Set, Union
 
 from PIL import Image
 
@@ -109,6 +110,7 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
         NotAFileError: ``path`` is not something a file may be written to.
         OSError: the folder cannot be created or written; no file is left behind.
     """
+    write = _reporting(write, path)
     plan = write_plan(path)
     if plan.direct:
         _write_directly(plan.target, write)
@@ -154,6 +156,107 @@ def _write_directly(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
         os.close(fd)
 
 
+class WriteCancelled(Exception):
+    """A write stopped because the run is stopping (:func:`cancel_writes_on`); nothing is left."""
+
+
+_cancel = threading.local()
+
+
+@contextlib.contextmanager
+def cancel_writes_on(event: threading.Event) -> Iterator[None]:
+    """In this thread, make :func:`atomic_write` give up (removing its temporary) once ``event``
+    is set: every chunk written checks it, so even a large image stops within one chunk."""
+    previous = getattr(_cancel, "event", None)
+    _cancel.event = event
+    try:
+        yield
+    finally:
+        _cancel.event = previous
+
+
+def check_cancelled() -> None:
+    """Raise :class:`WriteCancelled` if this thread's writes were cancelled (between the slow
+    steps that come before a write: decoding, upsampling, rendering)."""
+    event = getattr(_cancel, "event", None)
+    if event is not None and event.is_set():
+        raise WriteCancelled("the run is stopping")
+
+
+class _Guarded(io.RawIOBase):
+    """The raw file under the buffer a writer callback sees: it remembers the first ``OSError``
+    (libraries such as PyTorch turn it into an error of their own that no longer says "disk
+    full") and checks for cancellation on every chunk. No ``fileno``: Pillow would write to the
+    descriptor directly, out of both checks."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self.raw = raw
+        self.error: Optional[OSError] = None
+        #: Set once the callback has failed: what its buffer still holds is dropped.
+        self.discard = False
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        size = len(memoryview(data))
+        if self.discard:
+            return size
+        check_cancelled()
+        try:
+            written = self.raw.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+        return size if written is None else written
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+
+#: Buffer between writer callbacks and the file: few system calls, cancellation still prompt.
+_BUFFER_SIZE = 1 << 18
+
+
+def _named(err: OSError, path: PathLike) -> OSError:
+    """The same error, naming the file the user asked for (not a temporary)."""
+    return OSError(err.errno, err.strerror or str(err), os.fspath(path))
+
+
+def _reporting(write: Callable[[IO[bytes]], Any], path: PathLike) -> Callable[[IO[bytes]], Any]:
+    """``write`` made to fail with the ``OSError`` that caused its failure, naming ``path``.
+
+    The callback writes through a buffer of its own onto the raw file, so that on failure
+    nothing is left buffered to fail again (and hide the reason) when the file is closed.
+    """
+
+    def run(handle: IO[bytes]) -> None:
+        guarded = _Guarded(getattr(handle, "raw", handle))
+        buffered = io.BufferedWriter(guarded, _BUFFER_SIZE)  # type: ignore[arg-type]
+        try:
+            write(buffered)
+            buffered.flush()
+        except BaseException as err:
+            guarded.discard = True
+            if isinstance(err, (WriteCancelled, KeyboardInterrupt)) or not isinstance(err, Exception):
+                raise
+            cause = guarded.error or (err if isinstance(err, OSError) and err.errno is not None else None)
+            if cause is None:
+                raise
+            raise _named(cause, path) from None
+        if guarded.error is not None:  # a library swallowed the error: the file is incomplete
+            raise _named(guarded.error, path)
+
+    return run
+
+
 def save_image(image: Image.Image, path: PathLike, format: str, **params: Any) -> Path:
     """Save a PIL image atomically (``format`` e.g. ``"PNG"``; ``params`` go to ``Image.save``)."""
     return atomic_write(path, lambda handle: image.save(handle, format=format, **params))
@@ -176,9 +279,33 @@ def append_line(path: PathLike, line: str) -> None:
     write_plan(target)  # a folder, block device or socket is refused; links are followed
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOCTTY, _FILE_MODE)
     try:
-        os.write(fd, data)
+        _append_whole(fd, data, target)
     finally:
         os.close(fd)
+
+
+def _append_whole(fd: int, data: bytes, path: Path) -> None:
+    """Append ``data`` or nothing: a short write (disk full, file size limit) is undone.
+
+    Raises:
+        OSError: the reason the line did not fit, naming ``path``.
+    """
+    try:
+        start = os.fstat(fd).st_size
+    except OSError:
+        start = None
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError as err:
+        if start is not None and len(view) < len(data):
+            try:
+                # Cut the partial line back off: the log keeps whole lines only.
+                os.ftruncate(fd, start)
+            except OSError:
+                pass
+        raise _named(err, path) from None
 
 
 class StaleTemporaries:

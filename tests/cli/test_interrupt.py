@@ -1,0 +1,72 @@
+"""Ctrl-C and SIGTERM during ``iem segment``: a prompt stop, no temporary left, summary, 130/143.
+
+A real child process and a real signal, sent once the first output is being written: photos
+large enough that several are in flight at once, small enough to keep the test a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iem.io.write import TEMP_SUFFIX
+
+REPO = Path(__file__).resolve().parents[2]
+#: Generous against a busy test machine; on an idle one the stop takes well under a second.
+STOP_WITHIN_SECONDS = 6.0
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("photos")
+    noise = np.random.default_rng(0).integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / "p00.jpg", quality=90)
+    for i in range(1, 10):  # copies, not links: links to one file are taken once
+        shutil.copyfile(folder / "p00.jpg", folder / f"p{i:02d}.jpg")
+    return folder
+
+
+def _restore_default_sigint() -> None:
+    # A test runner started in the background ignores SIGINT, and the child would inherit that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_run_cleanly(photos: Path, tmp_path: Path, sig: int, status: int):
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    args = [sys.executable, "-m", "iem", "segment", str(photos), "-o", str(out), "--outputs", "all"]
+    args += ["--size", "32", "--iterations", "3", "--device", "cpu"]
+    child = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_restore_default_sigint)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(out.iterdir())):
+            assert child.poll() is None and time.monotonic() < deadline, "the run never started writing"
+            time.sleep(0.02)
+        sent = time.monotonic()
+        child.send_signal(sig)
+        _, stderr = child.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == status, stderr
+    assert took < STOP_WITHIN_SECONDS, f"stopped {took:.1f} s after the signal"
+    assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
+    summary = [line for line in stderr.splitlines() if line.startswith("interrupted: ")]
+    assert len(summary) == 1 and "inputs in" in summary[0], stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert not [name for name in written if name.endswith(TEMP_SUFFIX)], written
+    assert len(written) < 40  # stopped before the end (10 photos x 4 outputs)
+    for name in written:  # what was written is complete
+        with Image.open(out / name) as image:
+            image.load()
