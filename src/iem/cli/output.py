@@ -108,11 +108,11 @@ def occupy_closed_standard_streams() -> None:
             os.dup2(null, fd)
             os.close(null)
     if sys.stdout is None:
-        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - lives as long as the process
+        sys.stdout = os.fdopen(1, "w", closefd=False)  # descriptor 1, not a file of ours
     if sys.stderr is None:
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+        sys.stderr = os.fdopen(2, "w", closefd=False)
     if sys.stdin is None:
-        sys.stdin = open(0, "r", closefd=False)  # noqa: SIM115
+        sys.stdin = os.fdopen(0, "r", closefd=False)
 
 
 @contextlib.contextmanager
