@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import pytest
 
@@ -74,3 +75,35 @@ def test_every_ablation_and_variant_is_a_valid_config():
     for changes in list(ABLATIONS.values()) + list(VARIANTS.values()):
         IEMConfig.paper(**changes)
     assert not IEMConfig(numerator_norm="l2").closed_form
+
+
+@pytest.mark.parametrize(
+    "field, edge, beyond, message",
+    [
+        ("iterations", 0, -1, "iterations must be an integer >= 0"),
+        ("kernel_size", 1, 2, "kernel_size must be a positive odd integer"),
+        ("sigma", 0.01, 0.0, "sigma must be a finite number > 0"),
+        ("filter_repeats", 1, 0, "filter_repeats must be an integer >= 1"),
+        ("scale_factor", 1, 0, "scale_factor must be an integer >= 1"),
+        ("epsilon", 0.0, -1e-12, "epsilon must be a finite number >= 0"),
+        ("lambda_", 0.0, -1e-12, "lambda_ must be a finite number >= 0"),
+        ("init_sizes", (1,), (0,), "init_sizes must be positive"),
+        ("init_sizes", (128,), (129,), "init_sizes must be <= 128"),
+        ("init_sizes", (44, 78), (), "init_sizes must hold at least one square size"),
+        ("smoothing_rule", "paper", "Paper", "smoothing_rule must be 'code' or 'paper'"),
+        ("numerator_norm", "l2", "L2", "numerator_norm must be 'l1' or 'l2'"),
+        ("normalizer", "marginal", "margin", "normalizer must be 'size' or 'marginal'"),
+    ],
+)
+def test_each_setting_accepts_its_edge_and_names_the_first_bad_value(field, edge, beyond, message):
+    assert getattr(IEMConfig(**{field: edge}), field) == edge
+    with pytest.raises(ValueError, match=f"^IEMConfig: {re.escape(message)}$"):
+        IEMConfig(**{field: beyond})
+
+
+def test_init_sizes_become_a_tuple_of_ints_and_replace_validates():
+    cfg = IEMConfig(init_sizes=[44.0, 78])
+    assert cfg.init_sizes == (44, 78) and all(type(s) is int for s in cfg.init_sizes)
+    assert cfg.replace(iterations=5) == dataclasses.replace(cfg, iterations=5)
+    with pytest.raises(ValueError, match="iterations"):
+        cfg.replace(iterations=-1)

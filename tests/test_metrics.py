@@ -68,3 +68,41 @@ def test_both_conventions_on_asymmetric_examples(pred, gt, strict, inverse):
     best = [max(a, b) for a, b in zip(strict, inverse)]
     inv = metrics.binary_scores(p, g, "inverse_max")
     assert [inv[k].item() for k in metrics.METRICS] == pytest.approx(best)
+
+
+def test_every_accepted_shape_and_soft_values_thresholded_at_one_half():
+    gt = masks([1, 1, 0], [0, 0, 0])  # (1, 2, 3)
+    soft = torch.tensor([[0.5, 0.9, 0.49], [0.0, 0.2, 0.1]])  # >= 0.5 is foreground: equals gt
+    for pred in (gt[0], gt.unsqueeze(1), soft, soft.view(1, 1, 2, 3), soft.double()):
+        s = metrics.binary_scores(pred, gt, "strict")
+        assert [s[k].item() for k in metrics.METRICS] == [1.0, 1.0, 1.0]
+
+
+def test_wrong_shapes_are_named_in_the_message():
+    with pytest.raises(ValueError, match=r"expected \(B, 1, H, W\) masks, got shape \(1, 2, 3, 3\)"):
+        metrics.binary_scores(torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"expected \(B, H, W\) or \(B, 1, H, W\) masks, got shape \(1, 1, 1, 2, 2\)"):
+        metrics.binary_scores(torch.zeros(1, 1, 1, 2, 2), torch.zeros(1, 1, 1, 2, 2))
+
+
+def test_scores_are_per_image_in_a_batch():
+    pred = torch.stack([masks([1, 1, 0, 0])[0], masks([1, 0, 0, 0])[0]])  # (2, 1, 4)
+    gt = torch.stack([masks([1, 0, 0, 0])[0], masks([1, 0, 0, 0])[0]])
+    s = metrics.binary_scores(pred, gt, "strict")
+    assert s["acc"].tolist() == pytest.approx([3 / 4, 1.0])
+    assert s["iou"].tolist() == pytest.approx([1 / 2, 1.0])
+    assert s["dice"].tolist() == pytest.approx([2 / 3, 1.0])
+
+
+def test_one_pixel_against_nothing_scores_zero():
+    s = metrics.binary_scores(masks([1, 0], [0, 0]), masks([0, 0], [0, 0]), "strict")
+    assert s["iou"].item() == 0.0 and s["dice"].item() == 0.0
+
+
+def test_mean_scores_defaults_to_the_papers_convention_and_needs_an_image():
+    pred, gt = masks([0, 0, 0, 1, 1, 1, 1, 1]), masks([1, 1, 0, 0, 0, 0, 0, 0])
+    assert metrics.mean_scores(pred, gt) == metrics.mean_scores(pred, gt, "inverse_max")
+    assert metrics.mean_scores(pred, gt)["iou"] == pytest.approx(2 / 3)
+    assert metrics.mean_scores(pred, gt, "strict")["iou"] == 0.0
+    with pytest.raises(ValueError, match=r"^mean_scores needs at least one mask: the batch is empty$"):
+        metrics.mean_scores(torch.zeros(0, 2, 2, dtype=torch.bool), torch.zeros(0, 2, 2, dtype=torch.bool))

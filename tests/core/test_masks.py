@@ -103,3 +103,33 @@ def test_step_changes_nothing_outside_the_boundary(h, w, seed):
     assert torch.equal(out[~boundary(m)], m[~boundary(m)])
     cfg = IEMConfig(smoothing=False)
     assert torch.equal(iem_step(m, g, cfg), out)
+
+
+def test_square_sides_are_at_least_one_pixel_and_at_most_the_image():
+    assert square_side(1, 64, 64) == 1  # 0.5 px rounds to 0: one pixel still
+    assert square_side(200, 64, 100) == 64 and square_side(200, 100, 64) == 64
+
+
+def test_initial_square_is_centred_on_both_axes_as_a_bool_mask():
+    sq = initial_square(10, 20, 4)
+    assert sq.dtype == torch.bool and sq.shape == (1, 1, 10, 20)
+    rows, cols = sq[0, 0].any(1).nonzero().flatten(), sq[0, 0].any(0).nonzero().flatten()
+    assert (rows[0].item(), rows[-1].item(), cols[0].item(), cols[-1].item()) == (3, 6, 8, 11)
+
+
+def test_initial_masks_are_made_on_the_device_asked_for():
+    # The meta device has no data: it checks where tensors are made without a GPU.
+    assert initial_square(8, 8, 4, device="meta").device.type == "meta"
+    assert initial_masks(8, 8, (44, 78), device="meta").device.type == "meta"
+
+
+def test_smoothing_defaults_to_the_released_codes_rule():
+    m = grid([1, 1, 0], [1, 1, 0], [0, 0, 0])  # the rules disagree on the centre
+    assert torch.equal(smooth(m), smooth(m, "code")) and not torch.equal(smooth(m), smooth(m, "paper"))
+
+
+def test_iem_step_passes_the_feasible_set_on():
+    m = grid([0, 0, 0, 0, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 1, 1, 1, 0], [0, 0, 0, 0, 0])
+    g = -torch.ones(1, 1, 5, 5)
+    cfg = IEMConfig(smoothing=False, boundary_only=False)
+    assert not iem_step(m, g, cfg).any()  # the interior pixel moves too
