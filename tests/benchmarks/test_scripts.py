@@ -10,11 +10,11 @@ import sys
 import pytest
 import torch
 
-from benchmarks import common, gpu_check, memory, naive, paper_protocol, quality, speed, table
+from benchmarks import common, gpu_check, memory, naive, paper_protocol, quality, speed, table, upsample_accuracy
 from benchmarks.paper_protocol import iterations_distribution
 from iem.config import IEMConfig
 
-SCRIPTS = (naive, speed, paper_protocol, memory, gpu_check, table, quality)
+SCRIPTS = (naive, speed, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy)
 
 
 @pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
@@ -135,3 +135,11 @@ def test_quality_parses_settings_and_pairs_differences():
     # differences 10, 30, 50 points: mean 30, sample std 20, SE 20 / sqrt(3)
     assert delta == pytest.approx(30.0) and se == pytest.approx(20.0 / 3**0.5)
     assert quality.parse_method("grabcut@0.015625", "cpu").margin == 0.015625
+
+
+def test_upsample_accuracy_scores_every_method(shared_data, tmp_path, capsys):
+    out = tmp_path / "upsample.json"
+    assert upsample_accuracy.main(["--images", "1", "--sizes", "32", "--data", str(shared_data), "--out", str(out)]) == 0
+    scores = json.loads(out.read_text())["iou"]["32"]
+    assert sorted(scores) == sorted(upsample_accuracy.UPSAMPLE_METHODS)
+    assert all(50 < v <= 100 for v in scores.values()) and "guided" in capsys.readouterr().out
