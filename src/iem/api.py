@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from iem.core.engine import (
     tune_cpu_allocator,
 )
 from iem.core.filters import LinearFilter
+from iem.core.guidance import guidance_at, pin, pin_full
 from iem.core.inpaint import Inpainter, gaussian_inpainter, inpaint_from_other_region
 from iem.core.masks import initial_masks
 from iem.imaging import resize_shorter, to_tensor
@@ -70,6 +71,8 @@ def segment_batch(
     chunk_size: Optional[int] = None,
     progress: Optional[Callable[[int], None]] = None,
     inpainter: Optional[Inpainter] = None,
+    foreground: Optional[torch.Tensor] = None,
+    background: Optional[torch.Tensor] = None,
 ) -> IEMResult:
     """Segment a batch of images with IEM phase 1 (paper section 3.2, Eq. 9).
 
@@ -87,6 +90,8 @@ def segment_batch(
         progress: called with the number of images finished after each chunk.
         inpainter: replaces psi_K (Eq. 6) by any differentiable ``(masked_images, masks) ->
             predictions`` callable; the gradient then comes from autograd.
+        foreground, background: optional ``(B, 1, H, W)`` bool pixels that IEM may not change:
+            set to 1 (foreground) or 0 (background) in the initial masks and after every step.
 
     Returns:
         :class:`IEMResult` on the CPU.
@@ -106,6 +111,7 @@ def segment_batch(
         candidates = None
     else:
         candidates = initial_masks(h, w, config.init_sizes).view(1, -1, h, w)
+    fixed = _pins(foreground, background, (b, 1, h, w))
     runs = 1 if candidates is None else candidates.shape[1]
     dev = resolve_device(device)
     if dev.type == "cpu":
@@ -120,9 +126,26 @@ def segment_batch(
             return init_masks[begin:end].to(dev, torch.bool)
         return candidates.to(dev).expand(end - begin, -1, -1, -1)
 
-    result = run_chunks(images, starts, runs, config, filt, chunk_runs, progress, inpainter)
-    result.masks = refine_masks(images, result.masks, config)
+    result = run_chunks(images, starts, runs, config, filt, chunk_runs, progress, inpainter, fixed)
+    # A refinement beyond IEM (config.grabcut) does not know the pins: they are set again after it.
+    result.masks = pin(refine_masks(images, result.masks, config), fixed)
     return result
+
+
+def _pins(
+    foreground: Optional[torch.Tensor], background: Optional[torch.Tensor], shape: tuple
+) -> Optional[torch.Tensor]:
+    """The ``(B, 2, H, W)`` pins of :func:`segment_batch`, or None when nothing is marked."""
+    if foreground is None and background is None:
+        return None
+    planes = []
+    for name, marks in (("foreground", foreground), ("background", background)):
+        if marks is not None and tuple(marks.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {tuple(marks.shape)}")
+        planes.append(torch.zeros(shape, dtype=torch.bool) if marks is None else marks.to("cpu", torch.bool))
+    if bool((planes[0] & planes[1]).any()):
+        raise ValueError("a pixel cannot be marked both foreground and background")
+    return torch.cat(planes, dim=1)
 
 
 def _load(image: ImageInput) -> Image.Image:
@@ -148,6 +171,9 @@ def segment(
     size: int = 128,
     device: Union[str, torch.device] = "auto",
     init_mask: Optional[np.ndarray] = None,
+    box: Optional[Tuple[float, float, float, float]] = None,
+    foreground: Optional[np.ndarray] = None,
+    background: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Segment one image of any size with IEM and return its mask at the input's resolution.
 
@@ -161,6 +187,11 @@ def segment(
         size: working resolution (shorter side, pixels).
         device: as in :func:`segment_batch`.
         init_mask: optional ``(H, W)`` bool initial mask at the input's resolution.
+        box: optional ``(x0, y0, x1, y1)`` rectangle around the object, in the input's pixels
+            (``x1``, ``y1`` exclusive): IEM starts from it instead of the centered squares.
+        foreground, background: optional ``(H, W)`` bool masks at the input's resolution of
+            pixels the user marked (strokes); IEM may not change them and the returned mask
+            keeps them.
 
     Returns:
         ``(H, W)`` bool numpy array, True on the foreground.
@@ -181,9 +212,14 @@ def segment(
         init_image = Image.fromarray(np.asarray(init_mask, dtype=bool).astype(np.uint8) * 255)
         init_image = init_image.resize((working.width, working.height), Image.NEAREST)
         init = torch.from_numpy(np.asarray(init_image) > 127).view(1, 1, working.height, working.width)
-    mask = segment_batch(batch, config, device, init_masks=init).masks.float()
+    if box is not None and init is not None:
+        raise ValueError("give either box or init_mask, not both")
+    box_init, fixed = guidance_at((picture.height, picture.width), (working.height, working.width), box, foreground, background)
+    init = box_init if init is None else init
+    pins = (None, None) if fixed is None else (fixed[:, :1], fixed[:, 1:])
+    mask = segment_batch(batch, config, device, init_masks=init, foreground=pins[0], background=pins[1]).masks.float()
     full = F.interpolate(mask, size=(picture.height, picture.width), mode="bilinear", align_corners=False)
-    return (full[0, 0] >= 0.5).numpy()
+    return pin_full((full[0, 0] >= 0.5).numpy(), foreground, background)
 
 
 def inpaint(images: torch.Tensor, masks: torch.Tensor, config: Optional[IEMConfig] = None) -> torch.Tensor:

@@ -41,6 +41,7 @@ import iem
 from iem.api import inpaint, resolve_config, segment_batch
 from iem.config import IEMConfig
 from iem.core.engine import resolve_device
+from iem.core.guidance import guidance_at, pin_full
 from iem.imaging import to_uint8
 from iem.io.outputs import OUTPUTS, output_paths, write_outputs
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, read_file_bytes, read_image
@@ -230,12 +231,21 @@ class Segmenter:
             self.network = load_model(model, self.device)
             self._predict = predict
 
-    def soft_masks(self, images: torch.Tensor) -> torch.Tensor:
+    def soft_masks(
+        self, images: torch.Tensor, init: Optional[torch.Tensor] = None, fixed: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """``(B, 1, h, w)`` foreground masks in [0, 1] for ``(B, 3, h, w)`` images in [-1, 1].
 
         IEM's masks are binary; the network alone gives probabilities, which the guided
-        upsampling uses as they are.
+        upsampling uses as they are. A user's guidance (``init``: ``(B, 1, h, w)`` initial
+        masks such as a box; ``fixed``: ``(B, 2, h, w)`` pinned pixels, see
+        :mod:`iem.core.guidance`) is for IEM alone.
         """
+        if init is not None or fixed is not None:
+            if self.network is not None:
+                raise ValueError("a box or marked pixels guide IEM: they cannot be combined with a trained network")
+            pins = {} if fixed is None else {"foreground": fixed[:, :1], "background": fixed[:, 1:]}
+            return segment_batch(images, self.config, self.device, init_masks=init, **pins).masks.float()
         if self.network is None:
             return segment_batch(images, self.config, self.device).masks.float()
         assert self._predict is not None
@@ -268,8 +278,14 @@ def segment_bytes(
     upsample: UpsampleMethod = "guided",
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     name: str = "<stdin>",
+    box: Optional[Sequence[float]] = None,
+    foreground: Optional[np.ndarray] = None,
+    background: Optional[np.ndarray] = None,
 ) -> np.ndarray:
     """Segment one encoded image (e.g. read from stdin) exactly like :func:`segment_files` does.
+
+    ``box`` (``x0, y0, x1, y1`` in the photo's pixels) and the ``(H, W)`` bool ``foreground`` /
+    ``background`` marks guide IEM as in :func:`iem.segment`.
 
     Returns:
         ``(H, W)`` bool mask at the image's full resolution.
@@ -281,9 +297,11 @@ def segment_bytes(
     _check_size(size, config)
     segmenter = Segmenter(config, device, model, refine)
     small = read_image(data, max_pixels=max_pixels, min_side=size, name=name)
-    soft = segmenter.soft_masks(_batch_tensor([working_image(small, size, name)]))[0, 0].numpy()
+    working = working_image(small, size, name)
     photo = read_image(data, max_pixels=max_pixels, name=name)
-    return upsample_mask(soft, photo, upsample)
+    init, fixed = guidance_at((photo.height, photo.width), working.shape[:2], box, foreground, background)
+    soft = segmenter.soft_masks(_batch_tensor([working]), init, fixed)[0, 0].numpy()
+    return pin_full(upsample_mask(soft, photo, upsample), foreground, background)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, T
 
 import click
 
+from iem.cli.guidance import guidance_options, segment_guided
 from iem.cli.output import echo_out, signal_exit_code, signals_as_interrupts, write_out
 from iem.config import PRESETS, IEMConfig
 from iem.io.names import printable_line
@@ -226,6 +227,7 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
 )
 @click.option("--refine", is_flag=True, help="With --model: run IEM starting from the network's masks.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line (failures are still printed).")
+@guidance_options
 @config_options
 @click.pass_context
 def segment(
@@ -244,6 +246,9 @@ def segment(
     model: Optional[Path],
     refine: bool,
     quiet: bool,
+    box: Optional[Tuple[float, ...]],
+    foreground_mask: Optional[Path],
+    background_mask: Optional[Path],
     **config_values: Any,
 ) -> None:
     """Segment the foreground of photos with IEM.
@@ -265,6 +270,7 @@ def segment(
       iem segment photos/ -o out/ --preset released --iterations 100 --no-smoothing
       iem segment - < photo.jpg > mask.png
       iem segment photos/ -o out/ --model segnet.pt --refine --json
+      iem segment photo.jpg -o out/ --box 40,30,600,470 --background-mask bg.png
     """
     config = config_from_options(preset, config_values)
     if device == "cuda":
@@ -274,6 +280,14 @@ def segment(
             raise click.BadParameter("CUDA was requested but no CUDA GPU is available", param_hint="'--device'")
     if refine and model is None:
         raise click.UsageError("--refine needs --model: it starts IEM from the network's masks")
+    if box is not None or foreground_mask is not None or background_mask is not None:
+        guided = dict(box=box, foreground_mask=foreground_mask, background_mask=background_mask, size=size,
+                      device=device, upsample=upsample, max_pixels=max_pixels, overwrite=overwrite)
+        with _user_errors(ctx, model, (ImageReadError, OutputFolderError)):
+            line, status = segment_guided(inputs, out_dir, outputs, config, guided)
+        if line and not quiet:
+            click.echo(line, err=True)
+        ctx.exit(status)
     if "-" in inputs:
         if json_summary:
             raise click.UsageError("'-' writes the mask to stdout, where --json would go: drop --json")

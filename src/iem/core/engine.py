@@ -17,6 +17,7 @@ from iem.config import REFERENCE_SIZE, IEMConfig
 from iem.core.filters import LinearFilter
 from iem.core.inpaint import Inpainter, gaussian_inpainter
 from iem.core import kernels
+from iem.core.guidance import pin
 from iem.core.masks import SMOOTHING_MIN_COUNT, iem_step
 from iem.core.objective import (
     NORMALIZER_FLOOR,
@@ -139,6 +140,7 @@ def optimize_masks(
     config: IEMConfig,
     filt: LinearFilter,
     inpainter: Optional[Inpainter] = None,
+    fixed: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run ``config.iterations`` IEM steps (Eq. 9 + smoothing) from ``masks``.
 
@@ -149,15 +151,18 @@ def optimize_masks(
     Args:
         images: ``(N, C, H, W)`` float.
         masks: ``(N, 1, H, W)`` bool initial masks.
+        fixed: optional ``(N, 2, H, W)`` bool pinned pixels (foreground, background), set
+            again after every step (:func:`iem.core.guidance.pin`).
 
     Returns:
         ``(final masks (N, 1, H, W) bool, iterations computed (N,) long)``.
     """
+    masks = pin(masks, fixed)
     if inpainter is None and kernels.usable(images, config):
         constants = ImageConstants.compute(images, filt, config.epsilon)
         return kernels.optimize(
             images, masks, constants.whole_numerator, constants.whole_denominator, filt.rows.matrix,
-            filt.cols.matrix, config, SMOOTHING_MIN_COUNT[config.smoothing_rule], NORMALIZER_FLOOR,
+            filt.cols.matrix, config, SMOOTHING_MIN_COUNT[config.smoothing_rule], NORMALIZER_FLOOR, fixed,
         )
     total = config.iterations
     gradient = Gradient(images, filt, config, inpainter)
@@ -166,7 +171,7 @@ def optimize_masks(
     active: Optional[torch.Tensor] = None  # indices of the runs still moving; None = all
     current, previous = masks, None
     for t in range(1, total + 1):
-        new = iem_step(current, gradient(current), config)
+        new = pin(iem_step(current, gradient(current), config), fixed)
         if config.early_exit:
             same = (new == current).flatten(1).all(dim=1)
             cycle = torch.zeros_like(same) if previous is None else (new == previous).flatten(1).all(dim=1) & ~same
@@ -184,6 +189,7 @@ def optimize_masks(
                 if active.numel() == 0:
                     return final, iterations
                 new, current = new[keep], current[keep]
+                fixed = None if fixed is None else fixed[keep]
                 gradient.keep(keep)
         previous, current = current, new
     if active is None:
@@ -216,19 +222,21 @@ def run_chunk(
     config: IEMConfig,
     filt: LinearFilter,
     inpainter: Optional[Inpainter] = None,
+    fixed: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """IEM on a chunk of runs already on its device: each image from its own initial mask.
 
     Args:
         images: ``(R, C, H, W)`` float, one per run.
         init_masks: ``(R, 1, H, W)`` bool.
+        fixed: optional ``(R, 2, H, W)`` bool pinned pixels (see :func:`optimize_masks`).
 
     Returns:
         ``(masks (R, 1, H, W) bool, scores (R,), iterations (R,) long)``, on the chunk's device;
         the score is the final inpainting error ``L_inp`` (Eq. 7) that picks among an image's
         initial masks (section 4.2).
     """
-    masks, iterations = optimize_masks(images, init_masks, config, filt, inpainter)
+    masks, iterations = optimize_masks(images, init_masks, config, filt, inpainter, fixed)
     psi = inpainter if inpainter is not None else gaussian_inpainter(filt, config.epsilon)
     with torch.no_grad():
         scores = inpainting_error(images, masks.to(images.dtype), psi, config)
@@ -254,6 +262,7 @@ def run_chunks(
     chunk_runs: int,
     progress: Optional[Callable[[int], None]] = None,
     inpainter: Optional[Inpainter] = None,
+    fixed: Optional[torch.Tensor] = None,
 ) -> IEMResult:
     """:func:`run_chunk` over consecutive chunks of runs (image x initial mask), the best run
     of each image kept on the CPU.
@@ -272,6 +281,8 @@ def run_chunks(
         per_image: ``K``, the runs (initial masks) of each image.
         chunk_runs: runs per chunk.
         progress: called with the number of images each finished chunk completed, in order.
+        fixed: optional ``(B, 2, H, W)`` bool pinned pixels of each image (foreground,
+            background), shared by its runs.
     """
     device = filt.rows.matrix.device
     total, size = images.shape[0], tuple(images.shape[2:])
@@ -292,8 +303,12 @@ def run_chunks(
         first, last = begin // per_image, (end - 1) // per_image + 1
         skip = begin - first * per_image
         inits = starts(first, last).reshape((-1, 1) + size)[skip : skip + end - begin]
-        runs = images[first:last].to(device).repeat_interleave(per_image, dim=0)[skip : skip + end - begin]
-        masks, scores, iterations = (t.cpu() for t in run_chunk(runs, inits, config, filt, inpainter))
+
+        def per_run(values: torch.Tensor) -> torch.Tensor:
+            return values[first:last].to(device).repeat_interleave(per_image, dim=0)[skip : skip + end - begin]
+
+        pins = None if fixed is None else per_run(fixed)
+        masks, scores, iterations = (t.cpu() for t in run_chunk(per_run(images), inits, config, filt, inpainter, pins))
         completed = 0
         with lock:
             for j, run in enumerate(range(begin, end)):

@@ -21,7 +21,7 @@ The torch formulas stay the definition and the path on other devices and dtypes.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import numpy as np
 import torch
@@ -271,6 +271,15 @@ if numba is not None:
                 target[q] = total >= min_count
 
     @numba.njit(cache=True, nogil=True)
+    def _pin(mask, fixed):  # pragma: no cover
+        # Pinned pixels back to their mark (iem.core.guidance.pin): fixed[0] foreground, fixed[1] background.
+        height, width = mask.shape
+        for r in range(height):
+            row, fg, bg = mask[r], fixed[0, r], fixed[1, r]
+            for q in range(width):
+                row[q] = (row[q] or fg[q]) and not bg[q]
+
+    @numba.njit(cache=True, nogil=True)
     def _differences(a, b):  # pragma: no cover
         # Number of pixels where two masks differ.
         total = 0
@@ -327,7 +336,7 @@ if numba is not None:
     def _optimize(
         x, whole_num, whole_den, image_sums, masks, rows_r, cols_r, wr, rows_c_t, cols_c, wc,
         eps, lam, floor, iterations, boundary_only, smoothing, min_count, exclude_self, early_exit,
-        final, iterations_out,
+        fixed, pinned, final, iterations_out,
     ):  # pragma: no cover
         n, channels, height, width = x.shape
         planes = channels + 1
@@ -396,6 +405,8 @@ if numba is not None:
                     _smooth(moved, min_count, exclude_self, window_counts, new)
                 else:
                     new[:] = moved
+                if pinned:
+                    _pin(new, fixed[i])
                 changed = _differences(new, cur)
                 cycle = have_prev and _differences(new, prev) == 0
                 if early_exit and (changed == 0 or cycle):
@@ -424,6 +435,7 @@ def optimize(
     config: "IEMConfig",
     min_count: int,
     floor: float,
+    fixed: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """All IEM iterations of each run in one compiled loop; twin of ``engine.optimize_masks``.
 
@@ -440,6 +452,8 @@ def optimize(
         min_count: smoothing threshold on the 3x3 count (the pixel itself excluded for the
             paper's rule).
         floor: the normalisers' floor.
+        fixed: optional ``(N, 2, H, W)`` bool pinned pixels, set again after every step; the
+            initial masks are expected to respect them already.
 
     Returns:
         ``(final masks (N, 1, H, W) bool, iterations computed (N,) long)``.
@@ -451,6 +465,8 @@ def optimize(
     cols_c, _ = diagonals(cols.T)
     x = images.contiguous().numpy()
     final = np.empty((n, height, width), dtype=np.bool_)
+    # Without guidance an empty array of the same type keeps one compiled signature.
+    pins = np.zeros((0, 2, 1, 1), dtype=np.bool_) if fixed is None else fixed.to(torch.bool).contiguous().numpy()
     iterations = np.empty(n, dtype=np.int64)
     _optimize(
         x,
@@ -473,6 +489,8 @@ def optimize(
         int(min_count),
         config.smoothing_rule == "paper",
         bool(config.early_exit),
+        pins,
+        fixed is not None,
         final,
         iterations,
     )
