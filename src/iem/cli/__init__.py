@@ -41,6 +41,7 @@ def main() -> None:
       iem segment photos/ -o masks/
       iem eval masks/ ground_truth/
       iem bench ../shared/data/grabcut --methods paper,released,grabcut --out results/
+      iem serve --port 8000
     """
 
 
@@ -49,7 +50,8 @@ from iem.cli.bench import bench  # noqa: E402
 from iem.cli.eval import eval_command  # noqa: E402
 from iem.cli.export import export  # noqa: E402
 from iem.cli.segment import segment  # noqa: E402
+from iem.cli.serve import serve  # noqa: E402
 from iem.cli.train import train  # noqa: E402
 
-for _command in (segment, eval_command, bench, train, export):
+for _command in (segment, eval_command, bench, train, export, serve):
     main.add_command(_command)
