@@ -185,7 +185,9 @@ async function run(photo) {
     form.append('file', photo.file, photo.file.name);
     form.append('preset', presetSelect.value);
     form.append('output', 'mask');
-    if (photo.box) form.append('box', photo.box.map(v => Math.round(v)).join(','));
+    const box = photo.box ? photo.box.map(v => Math.round(v)).join(',') : '';
+    if (box) form.append('box', box);
+    card.dataset.box = box;  // what was sent, shown to tests and inspectors
     for (const side of ['foreground', 'background']) {
       if (photo.painted[side]) form.append(side, await marksBlob(photo.layers[side]), side + '.png');
     }
