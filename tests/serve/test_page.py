@@ -67,6 +67,25 @@ def browser():
         launched.close()
 
 
+def drag(page, area, start, end):
+    """Press at ``start`` and release at ``end``, both fractions of the element's box."""
+    page.mouse.move(area["x"] + start[0] * area["width"], area["y"] + start[1] * area["height"])
+    page.mouse.down()
+    page.mouse.move(area["x"] + end[0] * area["width"], area["y"] + end[1] * area["height"], steps=8)
+    page.mouse.up()
+
+
+def rerun_and_download(page, card, runs, path):
+    """Press Re-run, wait for run number ``runs``, download the mask; ``(H, W)`` bool."""
+    card.locator(".run").click()
+    sync_api.expect(card).to_have_attribute("data-runs", str(runs), timeout=90_000)
+    with page.expect_download() as download:
+        card.locator(".dl-mask").click()
+    download.value.save_as(path)
+    assert download.value.suggested_filename == "coffee.mask.png"
+    return np.asarray(Image.open(path)) > 0
+
+
 def test_upload_draw_a_box_rerun_and_download(server, browser, tmp_path):
     photo_path = next(p for p in sample_paths() if p.stem == "coffee")
     page = browser.new_page(viewport={"width": 1280, "height": 820}, accept_downloads=True)
@@ -80,24 +99,12 @@ def test_upload_draw_a_box_rerun_and_download(server, browser, tmp_path):
     sync_api.expect(card).to_have_attribute("data-state", "done", timeout=90_000)
     assert card.locator(".overlay").evaluate("c => c.width") == Image.open(photo_path).width
 
-    marks = card.locator(".marks")
-    area = marks.bounding_box()
-    page.mouse.move(area["x"] + 0.3 * area["width"], area["y"] + 0.15 * area["height"])
-    page.mouse.down()
-    page.mouse.move(area["x"] + 0.7 * area["width"], area["y"] + 0.6 * area["height"], steps=6)
-    page.mouse.up()
-    card.locator(".run").click()
-    sync_api.expect(card).to_have_attribute("data-runs", "2", timeout=90_000)
+    area = card.locator(".marks").bounding_box()
+    drag(page, area, (0.3, 0.15), (0.7, 0.6))
+    mask = rerun_and_download(page, card, 2, tmp_path / "mask.png")
     box = tuple(float(v) for v in card.get_attribute("data-box").split(","))
     width, height = Image.open(photo_path).size
     assert abs(box[0] - 0.3 * width) < 0.02 * width and abs(box[3] - 0.6 * height) < 0.02 * height
-
-    with page.expect_download() as download:
-        card.locator(".dl-mask").click()
-    saved = tmp_path / "mask.png"
-    download.value.save_as(saved)
-    assert download.value.suggested_filename == "coffee.mask.png"
-    mask = np.asarray(Image.open(saved)) > 0
     expected = segment_bytes(photo_path.read_bytes(), IEMConfig.paper(), SIZE, "cpu", box=box)
     assert np.array_equal(mask, expected)
     assert 0.02 < mask.mean() < 0.9
@@ -110,16 +117,8 @@ def test_upload_draw_a_box_rerun_and_download(server, browser, tmp_path):
 
     # A background stroke across the cup: re-run, and the stroke's pixels are background.
     page.check("input[value=background]")
-    page.mouse.move(area["x"] + 0.42 * area["width"], area["y"] + 0.3 * area["height"])
-    page.mouse.down()
-    page.mouse.move(area["x"] + 0.56 * area["width"], area["y"] + 0.3 * area["height"], steps=8)
-    page.mouse.up()
-    card.locator(".run").click()
-    sync_api.expect(card).to_have_attribute("data-runs", "3", timeout=90_000)
-    with page.expect_download() as stroked:
-        card.locator(".dl-mask").click()
-    stroked.value.save_as(tmp_path / "stroked.png")
-    after = np.asarray(Image.open(tmp_path / "stroked.png")) > 0
+    drag(page, area, (0.42, 0.3), (0.56, 0.3))
+    after = rerun_and_download(page, card, 3, tmp_path / "stroked.png")
     row, left, right = round(0.3 * height), round(0.43 * width), round(0.55 * width)
     assert mask[row, left:right].all() and not after[row, left:right].any()
 

@@ -11,13 +11,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import click
-import numpy as np
 
 from iem.config import IEMConfig
-from iem.io.read import ImageReadError, read_file_bytes, read_image
-
-#: Gray level above which a pixel of a marks image counts as marked.
-MARK_LEVEL = 127
+from iem.io.read import ImageReadError, read_file_bytes, read_image, read_marks
 
 
 class BoxType(click.ParamType):
@@ -64,12 +60,6 @@ def guidance_options(command: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def read_marks(path: Path) -> np.ndarray:
-    """A marks image as an ``(H, W)`` bool array: True where it is lighter than mid-gray."""
-    picture = read_image(path)
-    return np.asarray(picture.convert("L")) > MARK_LEVEL
 
 
 def segment_guided(
@@ -130,4 +120,4 @@ def segment_guided(
     return f"{name}: {', '.join(str(p) for p in targets.values())}", 0
 
 
-__all__ = ["BoxType", "ImageReadError", "guidance_options", "read_marks", "segment_guided"]
+__all__ = ["BoxType", "ImageReadError", "guidance_options", "segment_guided"]

@@ -203,3 +203,20 @@ def _is_empty(path: Path) -> bool:
         return path.stat().st_size == 0
     except OSError:
         return False
+
+
+#: Gray level above which a pixel of a marks image (a user's strokes) counts as marked.
+MARK_LEVEL = 127
+
+
+def read_marks(source: Source, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, name: Optional[str] = None) -> np.ndarray:
+    """A marks image (white strokes on black, e.g. pixels to keep as foreground) as ``(H, W)`` bool.
+
+    Read like any image (:func:`read_image`: EXIF rotation, any mode); a pixel is marked where its
+    gray level exceeds :data:`MARK_LEVEL`.
+
+    Raises:
+        ImageReadError: as :func:`read_image`.
+    """
+    picture = read_image(source, max_pixels=max_pixels, name=name)
+    return np.asarray(picture.convert("L")) > MARK_LEVEL

@@ -38,7 +38,7 @@ import iem
 from iem.config import PRESETS, IEMConfig
 from iem.core.guidance import guidance_at, pin_full
 from iem.imaging import to_tensor
-from iem.io.read import ImageReadError, read_image
+from iem.io.read import ImageReadError, read_image, read_marks
 from iem.io.render import cutout_image, mask_image
 from iem.io.upsample import upsample_mask
 from iem.io.working import working_image
@@ -53,8 +53,6 @@ OUTPUTS = ("mask", "cutout")
 #: The multipart field of the photo (any other file field than the marks is accepted too).
 IMAGE_FIELD = "file"
 MARK_FIELDS = ("foreground", "background")
-#: Gray level above which a pixel of a marks image counts as marked.
-MARK_LEVEL = 127
 #: zlib level of the PNGs sent back: level 1 is several times faster than the default on large
 #: cut-outs, for files about a fifth larger.
 PNG_COMPRESSION = 1
@@ -134,8 +132,10 @@ class Prepared:
     job: Job
 
 
-def _read(data: bytes, what: str, settings: ServeSettings, min_side: Optional[int] = None) -> Any:
+def _read(data: bytes, what: str, settings: ServeSettings, min_side: Optional[int] = None, marks: bool = False) -> Any:
     try:
+        if marks:
+            return read_marks(data, max_pixels=settings.max_pixels, name=what)
         return read_image(data, max_pixels=settings.max_pixels, min_side=min_side, name=what)
     except ImageReadError as err:
         status = 413 if err.reason.startswith("decompression bomb") else 415 if "not a recognised" in err.reason else 400
@@ -155,7 +155,7 @@ def prepare(upload: Upload, options: Options, settings: ServeSettings) -> Prepar
         raise RequestError(400, str(err)) from None
     photo = _read(data, "the image", settings)
     marks = {
-        side: None if side not in upload.files else np.asarray(_read(upload.files[side], f"the {side} marks", settings).convert("L")) > MARK_LEVEL
+        side: None if side not in upload.files else _read(upload.files[side], f"the {side} marks", settings, marks=True)
         for side in MARK_FIELDS
     }
     try:
