@@ -10,7 +10,9 @@ resolution, scored by strict IoU (foreground = foreground, no inversion):
 - ``iem_box_pinned``: the same with every pixel outside the box pinned as background, the
   assumption GrabCut makes about its rectangle;
 - ``grabcut_box``: OpenCV GrabCut from the same rectangle (``GC_INIT_WITH_RECT``, the
-  iterations of the ``grabcut`` baseline of ``iem bench``).
+  iterations of the ``grabcut`` baseline of ``iem bench``). Where GrabCut cannot run (a box
+  covering the whole image leaves it no background samples) the failure is counted and the
+  box itself is scored.
 
     python benchmarks/box_guidance.py                       # every image of the three dev sets
     python benchmarks/box_guidance.py --every 3 --json out.json   # one image in three
@@ -61,6 +63,10 @@ def outside(box: Box, shape: Tuple[int, int]) -> np.ndarray:
     return marks
 
 
+class GrabCutFailed(Exception):
+    """GrabCut could not run (a box covering the whole image leaves no background samples)."""
+
+
 def grabcut(rgb: np.ndarray, box: Box) -> np.ndarray:
     import cv2
 
@@ -68,7 +74,10 @@ def grabcut(rgb: np.ndarray, box: Box) -> np.ndarray:
     models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)
     rect = (box[0], box[1], box[2] - box[0], box[3] - box[1])
-    cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), labels, rect, *models, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
+    try:
+        cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), labels, rect, *models, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_RECT)
+    except cv2.error as err:
+        raise GrabCutFailed(str(err).strip().splitlines()[-1]) from None
     return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
@@ -115,6 +124,7 @@ def main() -> None:
         found = pairs(data_dir(args.data) / name, args.every)
         scores: Dict[str, List[float]] = {m: [] for m in METHODS}
         seconds: Dict[str, float] = {m: 0.0 for m in METHODS}
+        failures: Dict[str, int] = {m: 0 for m in METHODS}
         for image_path, mask_path in found:
             data = image_path.read_bytes()
             rgb = np.asarray(read_image(data))
@@ -122,13 +132,19 @@ def main() -> None:
             box = bounding_box(truth, args.margin)
             for method in METHODS:
                 started = time.perf_counter()
-                pred = table[method](data, rgb, box)
+                try:
+                    pred = table[method](data, rgb, box)
+                except GrabCutFailed:
+                    # Counted, and scored as the box itself: what a user of GrabCut is left with.
+                    failures[method] += 1
+                    pred = ~outside(box, rgb.shape[:2])
                 seconds[method] += time.perf_counter() - started
                 scores[method].append(strict_iou(pred, truth))
         results[name] = {
             "images": len(found),
             "strict_iou": {m: round(100 * float(np.mean(v)), 2) for m, v in scores.items()},
             "seconds_per_image": {m: round(seconds[m] / max(1, len(found)), 3) for m in METHODS},
+            "failures": {m: n for m, n in failures.items() if n},
         }
         print(name, json.dumps(results[name]), flush=True)
     print()
