@@ -133,3 +133,9 @@ def test_segment_from_a_box_with_strokes_at_full_resolution(one_torch_thread):
     assert (mask & truth).sum() / (mask | truth).sum() > 0.8
     with pytest.raises(ValueError, match="not both"):
         iem.segment(photo, box=box, init_mask=truth)
+
+
+def test_pins_survive_the_refinement_of_the_best_preset(one_torch_thread):
+    image, _, fixed = guided_case()
+    result = iem.segment_batch(image, IEMConfig.best(iterations=20), "cpu", foreground=fixed[:, :1], background=fixed[:, 1:])
+    assert result.masks[0, 0, 18:22, 2:30].all() and not result.masks[0, 0, 0:6].any()

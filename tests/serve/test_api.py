@@ -22,6 +22,9 @@ from iem.serve.app import STATIC
 
 from .conftest import SIZE, png_bytes
 
+#: The settings of a request that names no preset.
+DEFAULT = IEMConfig.preset(ServeSettings().preset)
+
 
 def settings(**changes):
     return ServeSettings(**{"size": SIZE, "batch_wait_s": 0.0, **changes})
@@ -55,7 +58,7 @@ def test_health_info_openapi_and_the_offline_page(client):
 def test_multipart_box_gives_what_the_library_gives(client, photo):
     response = client.post("/api/segment", files={"file": ("p.png", photo, "image/png")}, data={"box": "30,20,95,70"})
     mask = decode(response)
-    expected = segment_bytes(photo, IEMConfig.paper(), SIZE, "cpu", box=(30, 20, 95, 70))
+    expected = segment_bytes(photo, DEFAULT, SIZE, "cpu", box=(30, 20, 95, 70))
     assert mask.shape == (90, 120) and set(np.unique(mask)) <= {0, 255}
     assert np.array_equal(mask > 0, expected)
     truth = np.zeros((90, 120), bool)
@@ -96,7 +99,7 @@ def test_requests_arriving_together_share_one_batch(photo):
 
     responses = asyncio.run(send_all())
     assert [r.headers["X-IEM-Batch"] for r in responses] == ["3", "3", "3"]
-    alone = [segment_bytes(data, IEMConfig.paper(), SIZE, "cpu") for data in (photo, other)]
+    alone = [segment_bytes(data, DEFAULT, SIZE, "cpu") for data in (photo, other)]
     masks = [decode(r) > 0 for r in responses]
     assert np.array_equal(masks[0], alone[0]) and np.array_equal(masks[1], alone[1]) and np.array_equal(masks[2], alone[0])
 

@@ -105,7 +105,7 @@ def test_upload_draw_a_box_rerun_and_download(server, browser, tmp_path):
     box = tuple(float(v) for v in card.get_attribute("data-box").split(","))
     width, height = Image.open(photo_path).size
     assert abs(box[0] - 0.3 * width) < 0.02 * width and abs(box[3] - 0.6 * height) < 0.02 * height
-    expected = segment_bytes(photo_path.read_bytes(), IEMConfig.paper(), SIZE, "cpu", box=box)
+    expected = segment_bytes(photo_path.read_bytes(), IEMConfig.preset(ServeSettings().preset), SIZE, "cpu", box=box)
     assert np.array_equal(mask, expected)
     assert 0.02 < mask.mean() < 0.9
 

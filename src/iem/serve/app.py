@@ -77,7 +77,7 @@ class ServeSettings:
 
     size: int = DEFAULT_SIZE
     device: str = "auto"
-    preset: str = "paper"
+    preset: str = "best"
     max_upload_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 50_000_000
     queue_limit: int = 32
