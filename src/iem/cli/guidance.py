@@ -79,6 +79,7 @@ def segment_guided(
         ImageReadError: the photo or a marks image cannot be read.
         ValueError: the guidance does not fit the photo.
     """
+    from iem.cli.output import write_out
     from iem.io.outputs import output_paths, write_outputs
     from iem.io.render import mask_image
     from iem.io.write import StaleTemporaries
@@ -113,7 +114,7 @@ def segment_guided(
             raise click.UsageError("refusing to write a PNG to the terminal: redirect stdout")
         buffer = io.BytesIO()
         mask_image(mask).save(buffer, format="PNG")
-        click.get_binary_stream("stdout").write(buffer.getvalue())
+        write_out(buffer.getvalue())
         return "", 0
     photo = read_image(data, max_pixels=options["max_pixels"], name=name)
     write_outputs(targets, photo, mask, None, StaleTemporaries())
