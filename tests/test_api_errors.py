@@ -120,7 +120,7 @@ def test_segment_files_takes_outputs_as_a_string(tmp_path):
 
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     summary = iem.segment_files(
-        tmp_path / "a.png", tmp_path / "out", FAST, size=24, device="cpu", outputs="mask,cutout", progress=False
+        tmp_path / "a.png", tmp_path / "out", FAST, size=32, device="cpu", outputs="mask,cutout", progress=False
     )
     assert summary.segmented == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.cutout.png", "a.mask.png"]

@@ -14,7 +14,7 @@ from iem.pipeline import FAILURES_LOG, SUMMARY_JSON, segment_files
 from tests.io.samples import synthetic_photo
 
 FAST = IEMConfig.paper(iterations=5)
-SIZE = 24
+SIZE = 32
 
 
 def _run(inputs, out: Path, **kwargs):

@@ -22,7 +22,7 @@ from iem.pipeline import FAILURES_LOG
 from tests.io.samples import synthetic_photo
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = ["--size", "24", "--iterations", "3", "--device", "cpu"]
+FAST = ["--size", "32", "--iterations", "3", "--device", "cpu"]
 
 
 def _child(args, stdin, stdout, **kwargs) -> subprocess.Popen:

@@ -126,7 +126,7 @@ def test_config_options_reach_the_run_and_json_summary(tmp_path: Path) -> None:
         (["IN", "-o", "OUT", "--kernel-size", "4"], "kernel_size must be a positive odd integer"),
         (["IN", "-o", "OUT", "--outputs", "mask,sketch"], "choose from"),
         (["IN", "-o", "OUT", "--size", "8"], "--size"),
-        (["IN", "-o", "OUT", "--size", "16", "--kernel-size", "21"], "smaller than the filter"),
+        (["IN", "-o", "OUT", "--size", "32", "--kernel-size", "41"], "smaller than the filter"),
         (["IN", "-o", "OUT", "--refine"], "--refine needs --model"),
         (["IN", "-o", "OUT", "--model", "MISSING"], "no such checkpoint file"),
         (["-", "IN"], "cannot be combined"),

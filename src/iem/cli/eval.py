@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from iem.bench.evaluate import EvalReport, evaluate_masks, write_eval_csv
 from iem.cli.output import echo_out
-from iem.io.names import printable_line
+from iem.io.names import printable_line, quote_name
 
 #: Exit status when some file could not be matched or read.
 EXIT_INPUT_FAILED = 1
@@ -25,6 +26,25 @@ def summary_text(report: EvalReport) -> str:
         values = "  ".join(f"{100 * report.mean(prefix + key):6.2f}" for key in ("acc", "iou", "dice"))
         lines.append(f"{label:<{width}}  {values}")
     return "\n".join(lines)
+
+
+def _check_pair(pred: str, gt: str) -> None:
+    """PRED and GT must be two different folders or two different files.
+
+    Raises:
+        click.UsageError: the same path twice (every mask would score 100 % against itself),
+            or a file against a folder.
+    """
+    if os.path.realpath(pred) == os.path.realpath(gt):
+        raise click.UsageError(
+            f"PRED and GT are the same {'folder' if os.path.isdir(pred) else 'file'} ({quote_name(pred)}): "
+            "every mask would be scored against itself"
+        )
+    if os.path.isdir(pred) != os.path.isdir(gt):
+        kinds = ("a folder", "a file") if os.path.isdir(pred) else ("a file", "a folder")
+        raise click.UsageError(
+            f"PRED is {kinds[0]} and GT is {kinds[1]}: give two folders, or a prediction file and its ground-truth file"
+        )
 
 
 @click.command("eval")
@@ -61,6 +81,7 @@ def eval_command(pred: str, gt: str, csv_path: str, quiet: bool) -> None:
       iem eval masks/ gt/ --csv scores.csv
       iem eval horse001_pred.png horse001_gt.png
     """
+    _check_pair(pred, gt)
     report = evaluate_masks(pred, gt, progress=not quiet)
     for problem in report.problems:
         click.echo(f"error: {printable_line(problem)}", err=True)

@@ -58,13 +58,14 @@ class IntList(click.ParamType):
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Tuple[int, ...]:
         if isinstance(value, tuple):
             return value
-        try:
-            items = tuple(int(part) for part in str(value).split(",") if part.strip())
-        except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of integers", param, ctx)
-        if not items:
+        parts = [part.strip() for part in str(value).split(",")]
+        if parts == [""]:
             self.fail("give at least one integer", param, ctx)
-        return items
+        try:
+            # An empty item (44,,78 or a trailing comma) is a typo, not a shorter list.
+            return tuple(int(part) for part in parts)
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers (e.g. 44,78,92)", param, ctx)
 
 
 def option_name(field_name: str) -> str:

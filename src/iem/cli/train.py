@@ -130,6 +130,8 @@ def train(
             progress=not quiet,
         )
     except NothingToTrain as err:
+        for line in err.errors:
+            click.echo(printable_line(line), err=True)
         click.echo(f"iem train: {err}", err=True)
         ctx.exit(EXIT_INPUT_FAILED)
     except CheckpointError as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Union
 
@@ -27,6 +28,15 @@ def save_checkpoint(path: PathLike, state: Dict[str, Any]) -> None:
     atomic_write(path, lambda handle: torch.save(tagged, handle))
 
 
+def _load_reason(err: Exception) -> str:
+    """PyTorch's reason in a few words, without its advice (which may be unsafe here)."""
+    text = " ".join(str(err).split())
+    if text.startswith("Weights only load failed"):
+        return "it holds Python objects besides tensors and plain data; not loaded, as that could run code"
+    first = text.split(". ")[0].rstrip(".")
+    return first or type(err).__name__
+
+
 def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, on the CPU.
 
@@ -39,11 +49,15 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):
+        # Checked first: for such a file PyTorch's own message is a bare pickle detail
+        # ("101") or advice to load without weights_only, which is wrong for text or a photo.
+        what = "an empty file" if path.stat().st_size == 0 else "not a PyTorch archive (damaged, or another kind of file)"
+        raise CheckpointError(f"{path}: not a checkpoint: {what}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a damaged or foreign file
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_load_reason(err)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an IEM SegNet checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:

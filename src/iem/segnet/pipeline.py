@@ -46,7 +46,12 @@ class PipelineReport:
 
 
 class NothingToTrain(ValueError):
-    """No image could be read, or IEM gave no usable mask."""
+    """No image could be read, or IEM gave no usable mask; ``errors`` holds one line per file
+    that could not be read, naming it and the reason."""
+
+    def __init__(self, message: str, errors: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.errors = list(errors)
 
 
 def train_from_files(
@@ -90,7 +95,7 @@ def train_from_files(
     with tqdm(total=len(paths), desc="read", unit="img", disable=not progress, dynamic_ncols=True) as bar:
         collection = load_collection(paths, PROTOCOL_SIZE, progress=bar.update)
     if not collection.paths:
-        raise NothingToTrain("no readable image among the inputs")
+        raise NothingToTrain("no readable image among the inputs", collection.errors)
 
     cache_path = default_cache_path(out) if cache else None
     with tqdm(total=len(collection.paths), desc="IEM", unit="img", disable=not progress, dynamic_ncols=True) as bar:
