@@ -82,10 +82,11 @@ def test_eval_printing_to_a_full_stdout(tmp_path: Path, monkeypatch):
         real_echo(message, file=file, nl=nl, err=err, color=color)
 
     monkeypatch.setattr(click, "echo", echo)
-    masks = tmp_path / "masks"
-    masks.mkdir()
-    synthetic_photo(16, 16)[0].convert("L").save(masks / "a.png")
-    result = CliRunner().invoke(main, ["eval", str(masks), str(masks), "-q", "--csv", str(tmp_path / "e.csv")])
+    for folder in ("masks", "gt"):
+        (tmp_path / folder).mkdir()
+        synthetic_photo(16, 16)[0].convert("L").save(tmp_path / folder / "a.png")
+    args = ["eval", str(tmp_path / "masks"), str(tmp_path / "gt"), "-q", "--csv", str(tmp_path / "e.csv")]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert result.stderr.splitlines()[-1] == "iem: cannot write to standard output (No space left on device)"
 
