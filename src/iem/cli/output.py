@@ -70,7 +70,10 @@ def echo_out(text: str) -> None:
 def write_out(data: bytes) -> None:
     """Bytes to standard output (e.g. a PNG); a failure ends the command with one line."""
     try:
-        stream = click.get_binary_stream("stdout")
+        # The binary layer under sys.stdout (click.get_binary_stream is deprecated); flushing
+        # the text layer first keeps anything echoed before in order.
+        sys.stdout.flush()
+        stream = sys.stdout.buffer
         stream.write(data)
         stream.flush()
     except OSError as err:
