@@ -52,3 +52,18 @@ def test_protocol_helpers():
     t = to_tensor(np.array([[[0, 255, 51]]], dtype=np.uint8))
     assert torch.allclose(t.flatten(), torch.tensor([-1.0, 1.0, -0.6]))
     assert np.array_equal(to_uint8(t), np.array([[[0, 255, 51]]], dtype=np.uint8))
+
+
+def test_segment_gives_the_mask_iem_segment_writes(tmp_path):
+    # One photo path: a JPEG (working copy decoded at a reduced scale) with default settings,
+    # through the library function and through the streaming run behind the command.
+    from iem.data import sample_path
+    from iem.pipeline import segment_files
+
+    photo = sample_path("coffee")
+    segment_files([photo], tmp_path, progress=False)
+    written = np.asarray(Image.open(tmp_path / "coffee.mask.png")) == 255
+    mask = iem.segment(photo)
+    assert mask.shape == written.shape and np.array_equal(mask, written)
+    # Not a plain bilinear blow-up: the guided filter moved some boundary pixels.
+    assert not np.array_equal(mask, iem.segment(photo, upsample="bilinear"))

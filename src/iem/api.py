@@ -7,7 +7,6 @@ from typing import Callable, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from iem.config import IEMConfig
@@ -23,7 +22,7 @@ from iem.core.filters import LinearFilter
 from iem.core.guidance import guidance_at, pin, pin_full
 from iem.core.inpaint import Inpainter, gaussian_inpainter, inpaint_from_other_region
 from iem.core.masks import initial_masks
-from iem.imaging import resize_shorter, to_tensor
+from iem.imaging import to_tensor
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
 
@@ -160,9 +159,7 @@ def _load(image: ImageInput) -> Image.Image:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 array, got shape {image.shape} and dtype {image.dtype}")
         return Image.fromarray(image)
-    from iem.io import read_image
-
-    return read_image(image)
+    raise TypeError(f"iem.segment takes a PIL image, an (H, W, 3) uint8 array or a file path, got {type(image).__name__}")
 
 
 def segment(
@@ -174,12 +171,15 @@ def segment(
     box: Optional[Tuple[float, float, float, float]] = None,
     foreground: Optional[np.ndarray] = None,
     background: Optional[np.ndarray] = None,
+    upsample: str = "guided",
 ) -> np.ndarray:
     """Segment one image of any size with IEM and return its mask at the input's resolution.
 
-    The whole image is resized (bilinear) so that its shorter side is ``size`` pixels, IEM runs
-    there, and the mask is brought back to the input's size by bilinear interpolation of the
-    binary mask thresholded at 0.5.
+    The photo path of ``iem segment``: the whole image is resized (bilinear, antialiased) so
+    that its shorter side is ``size`` pixels, IEM runs there, and the mask is brought back to
+    the input's size with the guided filter (:func:`iem.io.upsample_mask`). Given a path, the
+    file is read as ``iem segment`` reads it (a JPEG's working copy decoded at a reduced
+    scale), so the mask is the one ``iem segment`` writes for that file with the same settings.
 
     Args:
         image: PIL image, ``(H, W, 3)`` uint8 array, or a path to an image file.
@@ -192,34 +192,45 @@ def segment(
         foreground, background: optional ``(H, W)`` bool masks at the input's resolution of
             pixels the user marked (strokes); IEM may not change them and the returned mask
             keeps them.
+        upsample: ``"guided"`` (edge-aware), ``"bilinear"`` or ``"nearest"``.
 
     Returns:
         ``(H, W)`` bool numpy array, True on the foreground.
+
+    Raises:
+        iem.io.ImageReadError: the file cannot be read, or the image is too small or too
+            elongated (:func:`iem.io.working_image`).
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive integer (pixels), got {size!r}")
     config = resolve_config(config, IEMConfig.best)
-    picture = _load(image)
-    working = resize_shorter(picture, size)
+    from iem.io import read_image, upsample_mask, working_copy, working_image
+
+    if isinstance(image, (str, os.PathLike, bytes)):
+        working = working_copy(image, size)
+        photo = read_image(image)
+    else:
+        photo = _load(image)
+        working = working_image(photo, size, f"<{type(image).__name__}>")
+    height, width = working.shape[:2]
     batch = to_tensor(working).unsqueeze(0)
     init = None
     if init_mask is not None:
-        if np.shape(init_mask) != (picture.height, picture.width):
+        if np.shape(init_mask) != (photo.height, photo.width):
             raise ValueError(
-                f"init_mask must be an (H, W) mask of the image's size {(picture.height, picture.width)}, "
+                f"init_mask must be an (H, W) mask of the image's size {(photo.height, photo.width)}, "
                 f"got shape {np.shape(init_mask)}"
             )
         init_image = Image.fromarray(np.asarray(init_mask, dtype=bool).astype(np.uint8) * 255)
-        init_image = init_image.resize((working.width, working.height), Image.NEAREST)
-        init = torch.from_numpy(np.asarray(init_image) > 127).view(1, 1, working.height, working.width)
+        init_image = init_image.resize((width, height), Image.NEAREST)
+        init = torch.from_numpy(np.asarray(init_image) > 127).view(1, 1, height, width)
     if box is not None and init is not None:
         raise ValueError("give either box or init_mask, not both")
-    box_init, fixed = guidance_at((picture.height, picture.width), (working.height, working.width), box, foreground, background)
+    box_init, fixed = guidance_at((photo.height, photo.width), (height, width), box, foreground, background)
     init = box_init if init is None else init
     pins = (None, None) if fixed is None else (fixed[:, :1], fixed[:, 1:])
-    mask = segment_batch(batch, config, device, init_masks=init, foreground=pins[0], background=pins[1]).masks.float()
-    full = F.interpolate(mask, size=(picture.height, picture.width), mode="bilinear", align_corners=False)
-    return pin_full((full[0, 0] >= 0.5).numpy(), foreground, background)
+    mask = segment_batch(batch, config, device, init_masks=init, foreground=pins[0], background=pins[1]).masks
+    return pin_full(upsample_mask(mask[0, 0].numpy(), photo, upsample), foreground, background)
 
 
 def inpaint(images: torch.Tensor, masks: torch.Tensor, config: Optional[IEMConfig] = None) -> torch.Tensor:

@@ -48,7 +48,7 @@ from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, read_file_bytes, rea
 from iem.io.names import printable_line, quote_name
 from iem.io.upsample import UPSAMPLE_METHODS, THRESHOLD, UpsampleMethod, upsample_mask
 from iem.io.walk import InputFile, InputProblem, iter_inputs
-from iem.io.working import MAX_ASPECT_RATIO, MIN_INPUT_SIDE, working_image
+from iem.io.working import MAX_ASPECT_RATIO, MIN_INPUT_SIDE, working_copy, working_image
 from iem.io.write import (
     StaleTemporaries,
     WriteCancelled,
@@ -301,8 +301,7 @@ def segment_bytes(
     config = resolve_config(config, IEMConfig.best)
     _check_size(size, config)
     segmenter = Segmenter(config, device, model, refine)
-    small = read_image(data, max_pixels=max_pixels, min_side=size, name=name)
-    working = working_image(small, size, name)
+    working = working_copy(data, size, max_pixels=max_pixels, name=name)
     photo = read_image(data, max_pixels=max_pixels, name=name)
     init, fixed = guidance_at((photo.height, photo.width), working.shape[:2], box, foreground, background)
     soft = segmenter.soft_masks(_batch_tensor([working]), init, fixed)[0, 0].numpy()
@@ -447,8 +446,7 @@ def _read_stage(
                 continue
             try:
                 data = read_file_bytes(item.path, name)
-                small = read_image(data, max_pixels=max_pixels, min_side=size, name=name)
-                working = working_image(small, size, name)
+                working = working_copy(data, size, max_pixels=max_pixels, name=name)
             except ImageReadError as err:
                 report.failed(name, err.reason)
                 continue

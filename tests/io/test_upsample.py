@@ -110,3 +110,14 @@ def test_flat_blocks_shortcut_changes_nothing(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(upsample, "_FLAT", -1.0)  # no block counts as flat: every pixel computed
     assert np.array_equal(fast, upsample_mask(low, photo))
     assert fast[:100, 800:].sum() == 0 and fast[250:400, 350:550].all()
+
+
+def test_float32_guided_filter_agrees_with_float64() -> None:
+    # upsample_mask fits in float32: against the float64 arithmetic of the same equations.
+    rng = np.random.default_rng(1)
+    guide = rng.uniform(size=(40, 50, 3))
+    src = (rng.uniform(size=(40, 50)) > 0.5).astype(np.float64)
+    exact = guided_filter(guide, src, 2, 1e-3)
+    single = guided_filter(guide.astype(np.float32), src.astype(np.float32), 2, 1e-3)
+    assert exact.dtype == np.float64 and single.dtype == np.float32
+    assert np.abs(single - exact).max() < 1e-4

@@ -271,10 +271,8 @@ class GrabCutMethod(Method):
     def __init__(
         self, name: str = "grabcut", margin: float = GRABCUT_MARGIN, seed: int = 0, description: Optional[str] = None
     ) -> None:
-        try:
-            import cv2
-        except ImportError as err:  # OpenCV is the optional "grabcut" extra
-            raise ValueError("the grabcut methods need OpenCV: pip install 'iem[grabcut]'") from err
+        import cv2  # a dependency of iem (the photo path's upsampling)
+
         if not 0 <= margin < 0.5:
             raise ValueError(f"GrabCut margin must be in [0, 0.5), got {margin}")
         self._cv2 = cv2

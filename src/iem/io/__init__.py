@@ -4,7 +4,7 @@ from iem.io.outputs import OUTPUTS, output_paths, render_output, write_outputs
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, read_file_bytes, read_image
 from iem.io.upsample import UPSAMPLE_METHODS, guided_filter, upsample_mask
 from iem.io.walk import InputFile, InputProblem, iter_inputs
-from iem.io.working import working_image
+from iem.io.working import working_copy, working_image
 from iem.io.write import atomic_write, save_image
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "render_output",
     "save_image",
     "upsample_mask",
+    "working_copy",
     "working_image",
     "write_outputs",
 ]

@@ -12,8 +12,9 @@ memory stays a few full-size float planes whatever the photo's size.
 
 from __future__ import annotations
 
-from typing import Literal, Tuple
+from typing import Literal, Optional, Tuple
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -43,34 +44,31 @@ def box_filter(x: np.ndarray, radius: int) -> np.ndarray:
     """Mean over the ``(2r+1) x (2r+1)`` window around each pixel of the first two axes.
 
     Windows are clipped at the image border and the mean is over the pixels inside (the
-    normalisation of He et al.), computed with cumulative sums: the cost does not depend on
-    ``radius``.
+    normalisation of He et al.). The sums are OpenCV's box filter (a running sum: the cost does
+    not depend on ``radius``), divided by the number of pixels each clipped window holds.
 
     Args:
         x: ``(H, W)`` or ``(H, W, C)`` array.
         radius: window radius ``r >= 0`` in pixels.
 
     Returns:
-        float64 array of ``x``'s shape.
+        Array of ``x``'s shape, float32 for float32 input and float64 otherwise.
     """
     if radius < 0:
         raise ValueError("radius must be >= 0")
-    return _box_1d(_box_1d(np.asarray(x, dtype=np.float64), radius, 0), radius, 1)
+    x = np.asarray(x)
+    dtype = np.float32 if x.dtype == np.float32 else np.float64
+    side = 2 * radius + 1
+    # OpenCV drops a trailing axis of length 1; the sums are put back into x's shape.
+    sums = cv2.boxFilter(np.ascontiguousarray(x, dtype), -1, (side, side), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    counts = np.outer(_window_counts(x.shape[0], radius), _window_counts(x.shape[1], radius)).astype(dtype)
+    return sums.reshape(x.shape) / counts.reshape(counts.shape + (1,) * (x.ndim - 2))
 
 
-def _box_1d(x: np.ndarray, radius: int, axis: int) -> np.ndarray:
-    n = x.shape[axis]
-    sums = np.cumsum(x, axis=axis)
-    pad_shape = list(x.shape)
-    pad_shape[axis] = 1
-    sums = np.concatenate([np.zeros(pad_shape), sums], axis=axis)
+def _window_counts(n: int, radius: int) -> np.ndarray:
+    """How many of ``n`` samples the window of radius ``radius`` around each one holds."""
     index = np.arange(n)
-    hi = np.minimum(index + radius + 1, n)
-    lo = np.maximum(index - radius, 0)
-    window = np.take(sums, hi, axis=axis) - np.take(sums, lo, axis=axis)
-    count_shape = [1] * x.ndim
-    count_shape[axis] = n
-    return window / (hi - lo).reshape(count_shape)
+    return np.minimum(index + radius, n - 1) - np.maximum(index - radius, 0) + 1
 
 
 def guided_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> Tuple[np.ndarray, np.ndarray]:
@@ -80,6 +78,10 @@ def guided_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: fl
     ``b_k = mean_k(p) - a_k^T mean_k(I)``; the returned ``mean_a``, ``mean_b`` are their
     averages over the windows covering each pixel, so that ``q = mean_a^T I + mean_b``.
 
+    The arithmetic is in float32 when both inputs are float32 (what :func:`upsample_mask`
+    uses: colours in [0, 1] and ``eps = 1e-3`` leave float32 about four significant digits on
+    the variances, far more than the threshold at 0.5 needs) and in float64 otherwise.
+
     Args:
         guide: ``(H, W, 3)`` guide image, values in [0, 1].
         src: ``(H, W)`` image to filter.
@@ -87,21 +89,41 @@ def guided_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: fl
         eps: regulariser.
 
     Returns:
-        ``mean_a`` ``(H, W, 3)`` and ``mean_b`` ``(H, W)``, float64.
+        ``mean_a`` ``(H, W, 3)`` and ``mean_b`` ``(H, W)``.
     """
-    guide = np.asarray(guide, dtype=np.float64)
-    src = np.asarray(src, dtype=np.float64)
+    a_r, a_g, a_b, b = _coefficient_planes(guide, src, radius, eps)
+    return np.stack([a_r, a_g, a_b], axis=-1), b
+
+
+def _coefficient_planes(
+    guide: np.ndarray, src: np.ndarray, radius: int, eps: float
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`guided_coefficients` as four ``(H, W)`` planes ``mean_a`` (r, g, b) and ``mean_b``."""
+    guide = np.asarray(guide)
+    src = np.asarray(src)
+    dtype = np.float32 if guide.dtype == np.float32 and src.dtype == np.float32 else np.float64
     if guide.ndim != 3 or guide.shape[2] != 3 or guide.shape[:2] != src.shape:
         raise ValueError(f"guide must be (H, W, 3) and src (H, W); got {guide.shape} and {src.shape}")
-    mean_i = box_filter(guide, radius)
-    mean_p = box_filter(src, radius)
-    cov_ip = box_filter(guide * src[..., None], radius) - mean_i * mean_p[..., None]
+    # Contiguous planes: every product and window mean below runs over contiguous memory.
+    red, green, blue = (np.ascontiguousarray(guide[..., c], dtype=dtype) for c in range(3))
+    p = np.ascontiguousarray(src, dtype=dtype)
+    counts = np.outer(_window_counts(p.shape[0], radius), _window_counts(p.shape[1], radius)).astype(dtype)
+    side = 2 * radius + 1
 
-    def var(c1: int, c2: int) -> np.ndarray:
-        return box_filter(guide[..., c1] * guide[..., c2], radius) - mean_i[..., c1] * mean_i[..., c2]
+    def mean(plane: np.ndarray) -> np.ndarray:
+        sums = cv2.boxFilter(plane, -1, (side, side), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        return np.divide(sums.reshape(plane.shape), counts, out=sums.reshape(plane.shape))
 
-    rr, rg, rb = var(0, 0) + eps, var(0, 1), var(0, 2)
-    gg, gb, bb = var(1, 1) + eps, var(1, 2), var(2, 2) + eps
+    m_r, m_g, m_b, m_p = mean(red), mean(green), mean(blue), mean(p)
+    c_r = mean(red * p) - m_r * m_p
+    c_g = mean(green * p) - m_g * m_p
+    c_b = mean(blue * p) - m_b * m_p
+    rr = mean(red * red) - m_r * m_r + eps
+    rg = mean(red * green) - m_r * m_g
+    rb = mean(red * blue) - m_r * m_b
+    gg = mean(green * green) - m_g * m_g + eps
+    gb = mean(green * blue) - m_g * m_b
+    bb = mean(blue * blue) - m_b * m_b + eps
     # Inverse of the symmetric 3x3 matrix through its adjugate, for every pixel at once.
     i_rr = gg * bb - gb * gb
     i_rg = gb * rb - rg * bb
@@ -109,18 +131,12 @@ def guided_coefficients(guide: np.ndarray, src: np.ndarray, radius: int, eps: fl
     i_gg = rr * bb - rb * rb
     i_gb = rb * rg - rr * gb
     i_bb = rr * gg - rg * rg
-    det = rr * i_rr + rg * i_rg + rb * i_rb
-    c_r, c_g, c_b = cov_ip[..., 0], cov_ip[..., 1], cov_ip[..., 2]
-    a = np.stack(
-        [
-            (i_rr * c_r + i_rg * c_g + i_rb * c_b) / det,
-            (i_rg * c_r + i_gg * c_g + i_gb * c_b) / det,
-            (i_rb * c_r + i_gb * c_g + i_bb * c_b) / det,
-        ],
-        axis=-1,
-    )
-    b = mean_p - np.sum(a * mean_i, axis=-1)
-    return box_filter(a, radius), box_filter(b, radius)
+    inv_det = 1 / (rr * i_rr + rg * i_rg + rb * i_rb)
+    a_r = (i_rr * c_r + i_rg * c_g + i_rb * c_b) * inv_det
+    a_g = (i_rg * c_r + i_gg * c_g + i_gb * c_b) * inv_det
+    a_b = (i_rb * c_r + i_gb * c_g + i_bb * c_b) * inv_det
+    b = m_p - a_r * m_r - a_g * m_g - a_b * m_b
+    return mean(a_r), mean(a_g), mean(a_b), mean(b)
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
@@ -133,10 +149,10 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
         eps: regulariser.
 
     Returns:
-        ``(H, W)`` float64 filtered image.
+        ``(H, W)`` filtered image, float32 when both inputs are float32, float64 otherwise.
     """
     mean_a, mean_b = guided_coefficients(guide, src, radius, eps)
-    return np.sum(mean_a * np.asarray(guide, dtype=np.float64), axis=-1) + mean_b
+    return np.sum(mean_a * np.asarray(guide, dtype=mean_a.dtype), axis=-1) + mean_b
 
 
 def upsample_mask(
@@ -160,20 +176,22 @@ def upsample_mask(
         threshold: soft value at or above which a pixel is foreground.
 
     Returns:
-        ``(H, W)`` bool mask, ``H, W`` = ``photo.height, photo.width``.
+        ``(H, W)`` bool mask, ``H, W`` = ``photo.height, photo.width``; a mask already of
+        that size is only thresholded, whatever the method.
     """
     if method not in UPSAMPLE_METHODS:
         raise ValueError(f"unknown upsampling method {method!r}; choose one of {UPSAMPLE_METHODS}")
     soft = np.asarray(mask, dtype=np.float32)
     if soft.ndim != 2:
         raise ValueError(f"mask must be (h, w), got shape {soft.shape}")
-    h, w = soft.shape
     width, height = photo.size
+    if soft.shape == (height, width):
+        return soft >= threshold  # already at the photo's resolution: nothing to bring back
     if method == "nearest":
         return _resize_plane(soft, (width, height), Image.NEAREST) >= threshold
     if method == "bilinear":
         return _resize_plane(soft, (width, height), Image.BILINEAR) >= threshold
-    return _guided_upsample(soft, photo.convert("RGB"), radius, eps, threshold)
+    return _guided_upsample(soft, photo if photo.mode == "RGB" else photo.convert("RGB"), radius, eps, threshold)
 
 
 def _guided_upsample(soft: np.ndarray, photo: Image.Image, radius: float, eps: float, threshold: float) -> np.ndarray:
@@ -183,27 +201,29 @@ def _guided_upsample(soft: np.ndarray, photo: Image.Image, radius: float, eps: f
     grid_short = min(min(height, width), COEFFICIENT_OVERSAMPLING * min(height, width) / scale)
     step = min(height, width) / grid_short  # photo pixels per grid pixel
     grid = (max(1, round(width / step)), max(1, round(height / step)))
-    pixels = np.asarray(photo)
-    if grid == (width, height):
-        guide_small = pixels.astype(np.float64) / _MAX_CODE
-    else:
-        guide_small = np.asarray(photo.resize(grid, Image.BILINEAR), dtype=np.float64) / _MAX_CODE
+    # reducing_gap: PIL first averages whole pixel blocks, then resizes what is left (much
+    # faster on large photos; the guide is a few times coarser than the photo either way).
+    small = photo if grid == (width, height) else photo.resize(grid, Image.BILINEAR, reducing_gap=_REDUCING_GAP)
+    guide_small = np.asarray(small, dtype=np.float32) * np.float32(1 / _MAX_CODE)
     # The filter's input is the bilinearly upsampled soft mask, sampled on the grid.
     src_small = _resize_plane(soft, grid, Image.BILINEAR)
-    mean_a, mean_b = guided_coefficients(guide_small, src_small, max(1, round(radius * scale / step)), eps)
-    coefficients = np.concatenate([mean_a, mean_b[..., None]], axis=-1).astype(np.float32)
+    a_r, a_g, a_b, mean_b = _coefficient_planes(guide_small, src_small, max(1, round(radius * scale / step)), eps)
+    # a is applied to the photo's 8-bit codes directly: the 1/255 goes into the coefficients.
+    to_codes = np.float32(1 / _MAX_CODE)
+    coefficients = np.stack([a_r * to_codes, a_g * to_codes, a_b * to_codes, mean_b], axis=-1)
     # Where a window holds no mask transition, a = 0 and b is the constant mask value: such
     # blocks are filled without touching the photo. The rest gets a^T I + b, with the four
-    # coefficient planes interpolated bilinearly to full resolution one block at a time, so
-    # only a block of full-resolution planes exists at once.
-    flat = np.all(np.abs(mean_a) < _FLAT, axis=-1)
+    # coefficient planes interpolated bilinearly to full resolution one strip of rows at a
+    # time (rows in numpy, columns by OpenCV), so only a strip of full-resolution planes exists.
+    flat = np.maximum(np.maximum(np.abs(a_r), np.abs(a_g)), np.abs(a_b)) < _FLAT
     margin = 3 * _FLAT  # the most a^T I can add where a is "flat"
     r0, r1, rw = _linear_taps(height, grid[1])
-    c0, c1, cw = _linear_taps(width, grid[0])
+    c0, c1, _ = _linear_taps(width, grid[0])
     out = np.empty((height, width), dtype=bool)
     for top in range(0, height, _BLOCK):
         rows = slice(top, min(height, top + _BLOCK))
         gy = slice(int(r0[rows].min()), int(r1[rows].max()) + 1)
+        strip: Optional[np.ndarray] = None
         for left in range(0, width, _BLOCK):
             cols = slice(left, min(width, left + _BLOCK))
             gx = slice(int(c0[cols].min()), int(c1[cols].max()) + 1)
@@ -212,16 +232,25 @@ def _guided_upsample(soft: np.ndarray, photo: Image.Image, radius: float, eps: f
                 if offsets.min() >= threshold + margin or offsets.max() < threshold - margin:
                     out[rows, cols] = offsets.min() >= threshold
                     continue
-            patch = coefficients[gy, gx]
-            weight = cw[cols][None, :, None]
-            by_column = patch[:, c0[cols] - gx.start] * (1 - weight) + patch[:, c1[cols] - gx.start] * weight
-            weight = rw[rows][:, None, None]
-            block = by_column[r0[rows] - gy.start] * (1 - weight) + by_column[r1[rows] - gy.start] * weight
-            guide = pixels[rows, cols].astype(np.float32) * np.float32(1 / _MAX_CODE)
-            out[rows, cols] = np.einsum("hwc,hwc->hw", block[..., :3], guide) + block[..., 3] >= threshold
+            if strip is None:
+                weight = rw[rows][:, None, None]
+                by_row = coefficients[r0[rows]] * (1 - weight) + coefficients[r1[rows]] * weight
+                # Rows already at full resolution: OpenCV interpolates the columns only, with
+                # the same pixel-centre alignment and end clamping as _linear_taps.
+                strip = cv2.resize(by_row, (width, by_row.shape[0]), interpolation=cv2.INTER_LINEAR)
+            block = strip[:, cols]
+            # Only the blocks that need it are taken from the photo (converting it whole to an
+            # array would cost a full-size copy).
+            guide = np.asarray(photo.crop((cols.start, rows.start, cols.stop, rows.stop)))
+            value = block[..., 3] + block[..., 0] * guide[..., 0]
+            value += block[..., 1] * guide[..., 1]
+            value += block[..., 2] * guide[..., 2]
+            out[rows, cols] = value >= threshold
     return out
 
 
+#: PIL's ``reducing_gap`` for shrinking the photo to the coefficient grid.
+_REDUCING_GAP = 3.0
 #: Side of the full-resolution blocks the coefficients are applied to at once.
 _BLOCK = 256
 #: Coefficients ``a`` below this (in magnitude) count as zero: the window saw a constant mask.

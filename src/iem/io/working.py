@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from typing import Optional
+
 from iem.imaging import working_size
-from iem.io.read import ImageReadError
+from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, Source, read_image
 
 #: Inputs with a side shorter than this are refused (too little to segment); larger ones that
 #: are still below the working size are upscaled to it.
@@ -44,3 +46,21 @@ def working_image(photo: Image.Image, size: int, name: str) -> np.ndarray:
     h, w = working_size(height, width, size)
     # PIL's bilinear filter widens with the scale factor when shrinking: an antialiased resize.
     return np.asarray(photo.resize((w, h), Image.BILINEAR), dtype=np.uint8)
+
+
+def working_copy(
+    source: Source, size: int, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, name: Optional[str] = None
+) -> np.ndarray:
+    """The working copy of an image file (or its bytes), as ``iem segment`` makes it.
+
+    A JPEG is decoded at the smallest DCT scale that keeps both sides at least ``size`` pixels
+    (much faster than a full decode), then :func:`working_image` resizes it.
+
+    Returns:
+        ``(h, w, 3)`` uint8 array.
+
+    Raises:
+        ImageReadError: as :func:`iem.io.read_image` and :func:`working_image`.
+    """
+    label = name or ("<stdin>" if isinstance(source, (bytes, bytearray)) else str(source))
+    return working_image(read_image(source, max_pixels=max_pixels, min_side=size, name=label), size, label)
