@@ -9,3 +9,9 @@ Run each one from the repository root as a module, e.g.::
 against the number of images, and ``gpu_check`` the CUDA check. Results land in
 ``benchmarks/results/*.json``; ``docs/speed.md`` tabulates them.
 """
+
+import os
+
+# Benchmarks time the compiled CPU loop: compile it at first use rather than running the torch
+# loop while it compiles in the background (iem.core.kernels.ready).
+os.environ.setdefault("IEM_NUMBA", "wait")

@@ -30,7 +30,7 @@ PAPER_IMAGES = 1020
 #: Data sets whose images build the benchmark batches, in this order.
 DATASETS = ("weizmann_horse", "grabcut")
 #: Environment variables that change how the CPU threads or the engine behave, recorded with every result.
-RECORDED_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "GOMP_SPINCOUNT", "IEM_NO_NUMBA", "IEM_NO_MALLOPT")
+RECORDED_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "GOMP_SPINCOUNT", "IEM_NO_NUMBA", "IEM_NUMBA", "IEM_NO_MALLOPT")
 #: Image file extensions found in those data sets.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 

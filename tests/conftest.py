@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# The compiled CPU loop in every test process, compiled at first use if needed (see
+# iem.core.kernels.ready): the tests then check the loop users get, not a timing-dependent one.
+os.environ.setdefault("IEM_NUMBA", "wait")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 #: ``<repo>/../shared/data``: Weizmann Horse and GrabCut with ground truth (see their MANIFESTs).
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

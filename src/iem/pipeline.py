@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 import iem
 from iem.api import inpaint, resolve_config, segment_batch
 from iem.config import IEMConfig
+from iem.core import kernels
 from iem.core.engine import resolve_device
 from iem.core.guidance import guidance_at, pin_full
 from iem.imaging import to_uint8
@@ -585,6 +586,8 @@ def _settings(
         "refine": refine,
         "upsample": upsample,
         "max_pixels": max_pixels,
+        # Which CPU loop computed the masks (they agree up to float rounding; iem.core.kernels).
+        "cpu_loop": "compiled" if resolved.type == "cpu" and kernels.AVAILABLE and kernels.ready() else "torch",
         "iem_version": iem.__version__,
         "torch_version": torch.__version__,
     }

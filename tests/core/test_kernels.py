@@ -37,7 +37,9 @@ def pixelwise_case(masks):
 def compiled_pixelwise(x, whole_numerator, whole_denominator, state, shifts, masks, size_f, size_b):
     planes, h, w = state.shape
     upstream, direct, sums = np.empty((planes, h, w), np.float32), np.empty((h, w), np.float32), np.empty(planes + 2)
-    kernels._pixelwise(x, whole_numerator, whole_denominator, state, shifts, masks, size_f, size_b, upstream, direct, sums)
+    from iem.core.compiled_loop import _pixelwise
+
+    _pixelwise(x, whole_numerator, whole_denominator, state, shifts, masks, size_f, size_b, upstream, direct, sums)
     return upstream, direct, sums
 
 
@@ -180,3 +182,36 @@ def test_compiled_loop_handles_any_channel_count_and_tiny_images(channels, heigh
     cfg = IEMConfig.paper(iterations=30)
     (masks, its), (ref_masks, ref_its) = both_loops(images, init, cfg, monkeypatch)
     assert torch.equal(masks, ref_masks) and torch.equal(its, ref_its)
+
+
+def test_the_loop_is_chosen_once_per_process(monkeypatch, tmp_path):
+    # auto policy, nothing compiled: the torch loop, and a background compilation starts.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("IEM_NUMBA", "auto")
+    monkeypatch.setattr(kernels, "_READY", None)
+    started = []
+    monkeypatch.setattr(kernels, "compile_in_background", lambda: started.append(True))
+    assert not kernels.compiled()
+    assert kernels.ready() is False and started == [True]
+    x = torch.zeros(1, 3, 16, 16)
+    assert not kernels.usable(x, IEMConfig())
+    # The compilation finishing meanwhile does not switch this process's loop...
+    marker = kernels.compile_now()
+    assert marker.parent == tmp_path / "iem" and kernels.compiled()
+    assert kernels.ready() is False and started == [True]
+    # ...the next process takes the compiled loop without compiling anything.
+    monkeypatch.setattr(kernels, "_READY", None)
+    assert kernels.ready() is True and started == [True]
+    # A record whose cache files are gone is not trusted.
+    marker.write_text('{"numba_cache": "%s"}' % (tmp_path / "nowhere"))
+    assert not kernels.compiled()
+
+
+def test_loop_policies(monkeypatch):
+    monkeypatch.setattr(kernels, "_READY", None)
+    monkeypatch.setenv("IEM_NUMBA", "wait")
+    assert kernels.ready() is True
+    monkeypatch.setattr(kernels, "_READY", None)
+    monkeypatch.setenv("IEM_NUMBA", "sometimes")
+    with pytest.raises(ValueError, match="IEM_NUMBA"):
+        kernels.ready()

@@ -121,3 +121,19 @@ def test_float32_guided_filter_agrees_with_float64() -> None:
     single = guided_filter(guide.astype(np.float32), src.astype(np.float32), 2, 1e-3)
     assert exact.dtype == np.float64 and single.dtype == np.float32
     assert np.abs(single - exact).max() < 1e-4
+
+
+def test_tiles_skipped_where_the_mask_is_constant_give_the_full_fit() -> None:
+    from iem.io.upsample import _coefficient_planes, _fit_where_needed
+
+    rng = np.random.default_rng(2)
+    guide = rng.integers(0, 256, size=(150, 230, 3), dtype=np.uint8)
+    src = np.zeros((150, 230), dtype=np.float32)
+    src[40:90, 20:70] = 1.0  # a square near one corner: most tiles hold no transition
+    src[100:140, 150:200] = rng.uniform(size=(40, 50))  # soft values in another place
+    tiled = _fit_where_needed(guide, src, 2, 1e-3)
+    full = _coefficient_planes(guide.astype(np.float32) / 255, src, 2, 1e-3)
+    for plane, reference in zip(tiled, full):
+        assert np.allclose(plane, reference, atol=1e-5)
+    assert np.array_equal(tiled[3][:20, 120:], src[:20, 120:])  # untouched tiles: b = p, a = 0
+    assert not tiled[0][:20, 120:].any()

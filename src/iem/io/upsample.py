@@ -204,10 +204,9 @@ def _guided_upsample(soft: np.ndarray, photo: Image.Image, radius: float, eps: f
     # reducing_gap: PIL first averages whole pixel blocks, then resizes what is left (much
     # faster on large photos; the guide is a few times coarser than the photo either way).
     small = photo if grid == (width, height) else photo.resize(grid, Image.BILINEAR, reducing_gap=_REDUCING_GAP)
-    guide_small = np.asarray(small, dtype=np.float32) * np.float32(1 / _MAX_CODE)
     # The filter's input is the bilinearly upsampled soft mask, sampled on the grid.
     src_small = _resize_plane(soft, grid, Image.BILINEAR)
-    a_r, a_g, a_b, mean_b = _coefficient_planes(guide_small, src_small, max(1, round(radius * scale / step)), eps)
+    a_r, a_g, a_b, mean_b = _fit_where_needed(np.asarray(small), src_small, max(1, round(radius * scale / step)), eps)
     # a is applied to the photo's 8-bit codes directly: the 1/255 goes into the coefficients.
     to_codes = np.float32(1 / _MAX_CODE)
     coefficients = np.stack([a_r * to_codes, a_g * to_codes, a_b * to_codes, mean_b], axis=-1)
@@ -249,6 +248,42 @@ def _guided_upsample(soft: np.ndarray, photo: Image.Image, radius: float, eps: f
     return out
 
 
+def _fit_where_needed(
+    guide: np.ndarray, src: np.ndarray, radius: int, eps: float
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_coefficient_planes` of ``guide`` (uint8 codes) and ``src``, tile by tile, skipping
+    the tiles where ``src`` is constant within ``2 * radius``.
+
+    There every window sees a constant ``p``: ``cov(I, p) = 0``, so ``a = 0`` and ``b = p``
+    exactly, the values the full computation gives (for a constant 0 or 1, bit for bit). A tile
+    that needs the fit is computed on itself plus a ``2 * radius`` margin, which holds every
+    pixel its two rounds of window means read, so its values are those of the whole grid.
+    """
+    height, width = src.shape
+    a_r, a_g, a_b = (np.zeros((height, width), dtype=np.float32) for _ in range(3))
+    mean_b = np.array(src, dtype=np.float32)
+    halo = 2 * radius
+    # Per tile, whether src varies within the tile and its margin (from the row/column extremes).
+    lo = cv2.erode(src, np.ones((2 * halo + 1, 2 * halo + 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    hi = cv2.dilate(src, np.ones((2 * halo + 1, 2 * halo + 1), np.uint8), borderType=cv2.BORDER_REPLICATE)
+    varies = hi > lo
+    to_unit = np.float32(1 / _MAX_CODE)
+    for top in range(0, height, _FIT_TILE):
+        for left in range(0, width, _FIT_TILE):
+            rows, cols = slice(top, min(height, top + _FIT_TILE)), slice(left, min(width, left + _FIT_TILE))
+            if not varies[rows, cols].any():
+                continue
+            r0, c0 = max(0, top - halo), max(0, left - halo)
+            region = (slice(r0, min(height, rows.stop + halo)), slice(c0, min(width, cols.stop + halo)))
+            planes = _coefficient_planes(guide[region].astype(np.float32) * to_unit, src[region], radius, eps)
+            inner = (slice(top - r0, rows.stop - r0), slice(left - c0, cols.stop - c0))
+            for out, plane in zip((a_r, a_g, a_b, mean_b), planes):
+                out[rows, cols] = plane[inner]
+    return a_r, a_g, a_b, mean_b
+
+
+#: Side of the coefficient-grid tiles fitted at once (or skipped where the mask is constant).
+_FIT_TILE = 96
 #: PIL's ``reducing_gap`` for shrinking the photo to the coefficient grid.
 _REDUCING_GAP = 3.0
 #: Side of the full-resolution blocks the coefficients are applied to at once.
