@@ -102,6 +102,8 @@ def read_image(
                 # draft() keeps both sides >= the request, whatever the EXIF rotation.
                 im.draft(im.mode, (min_side, min_side))
             im.load()
+            # exif_transpose returns a new image (a copy when there is nothing to turn), which
+            # outlives the closed file; to_rgb keeps an RGB one as it is: one full-size copy.
             return to_rgb(ImageOps.exif_transpose(im))
     except ImageReadError:
         raise
@@ -176,7 +178,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
     16-bit samples are scaled by ``255 / 65535``, except in files whose samples all fit in 8
     bits (masks saved as 16-bit 0/255 are common; they keep their values); float images are
     taken to be in [0, 1]; alpha (RGBA, LA, PA, palette transparency) is composited over
-    :data:`ALPHA_BACKGROUND`.
+    :data:`ALPHA_BACKGROUND`. An RGB image is returned as it is (not copied).
     """
     if im.mode in _SIXTEEN_BIT_MODES:
         arr = np.asarray(im, dtype=np.float64)
@@ -192,6 +194,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
         rgba = im.convert("RGBA")
         backdrop = Image.new("RGBA", rgba.size, ALPHA_BACKGROUND + (255,))
         return Image.alpha_composite(backdrop, rgba).convert("RGB")
+    if im.mode == "RGB":
+        return im  # already 8-bit RGB: no copy (a 12-megapixel copy costs about 20 ms)
     try:
         return im.convert("RGB")
     except ValueError:
