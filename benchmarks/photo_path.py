@@ -2,8 +2,8 @@
 
 For each set of photos, one process times, side by side:
 
-1. the engine alone: ``iem.segment_batch`` on the working copies of the photos (made
-   beforehand, untimed, exactly as the command makes them), grouped by working shape in
+1. the engine alone: ``iem.segment_batch`` with the default preset (``IEMConfig.best``) on the
+   working copies of the photos (made beforehand, untimed, exactly as the command makes them), grouped by working shape in
    batches of the command's batch size;
 2. the whole photo path: :func:`iem.segment_files` on the folder (read, working copy, IEM,
    guided upsampling, PNG encoding, atomic writes), default settings, masks only;
@@ -71,7 +71,7 @@ def engine_alone(paths: List[Path], batch_size: int) -> Dict[str, Any]:
     ]
     with common.timed() as timing:
         for batch in batches:
-            iem.segment_batch(batch, iem.IEMConfig.paper(), "cpu")
+            iem.segment_batch(batch, iem.IEMConfig.best(), "cpu")
     return {"images_per_s": len(paths) / timing.wall_s, "timing": timing.to_dict(), "shapes": len(groups)}
 
 
@@ -100,7 +100,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     env = common.environment(args.threads)
     sources = common.image_paths(common.data_dir(args.data), "grabcut")[: args.photos]
     # Warm-up (compiled loop, thread pools, allocator), untimed.
-    iem.segment_batch(_batch_tensor([working_copy(sources[0], DEFAULT_SIZE)]), iem.IEMConfig.paper(iterations=3), "cpu")
+    iem.segment_batch(_batch_tensor([working_copy(sources[0], DEFAULT_SIZE)]), iem.IEMConfig.best(iterations=3), "cpu")
     rows = {}
     with tempfile.TemporaryDirectory(prefix="iem-photo-path-") as scratch:
         for name in sets:
