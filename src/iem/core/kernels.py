@@ -145,12 +145,11 @@ def compile_now() -> Path:
     numerator = torch.zeros(1, 3, side, side)
     denominator = torch.ones(1, 1, side, side)
     optimize(images, masks, numerator, denominator, filt.rows.matrix, filt.cols.matrix, config, 4, 1.0)
+    from iem.io.write import write_text  # every file iem writes goes through iem.io.write
+
     marker = _marker()
     marker.parent.mkdir(parents=True, exist_ok=True)
-    temporary = marker.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps({"numba_cache": str(compiled_loop._optimize._cache._cache_path)}), encoding="utf-8")
-    os.replace(temporary, marker)
-    return marker
+    return write_text(marker, json.dumps({"numba_cache": str(compiled_loop._optimize._cache._cache_path)}))
 
 
 def compile_in_background() -> Optional[subprocess.Popen]:
@@ -289,13 +288,14 @@ def _exclusive_lock() -> object:
         return None
     path = _marker().with_suffix(".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a")  # kept open (and locked) until the process ends
+    # Nothing is written to it: the descriptor stays open (and locked) until the process ends.
+    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        handle.close()
+        os.close(descriptor)
         return False
-    return handle
+    return descriptor
 
 
 if __name__ == "__main__":
