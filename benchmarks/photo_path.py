@@ -85,7 +85,12 @@ def photo_path(folder: Path, out: Path, count: int) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.photo_path",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Example"):],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--photos", type=int, default=16, help="photos per set (default 16)")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma list of {SETS}")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")

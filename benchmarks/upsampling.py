@@ -64,7 +64,12 @@ def cost(pairs: List[Tuple[Path, Path]], methods, size: Optional[Tuple[int, int]
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.upsampling",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Example"):],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--photos", type=int, default=25, help="photos per data set (default 25)")
     parser.add_argument("--large", type=int, default=3, help="photos resized to each large size (default 3)")
     parser.add_argument("--data", help="folder holding grabcut/ and weizmann_horse/")
@@ -74,7 +79,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     pairs = photo_pairs(common.data_dir(args.data), args.photos)
     with common.timed() as whole:
         report: Dict[str, Any] = {"photos_ms": cost(pairs, UPSAMPLE_METHODS)}
-        report["large_photos_ms"] = {f"{w}x{h}": cost(pairs[: args.large], ("guided",), (w, h))["guided"] for w, h in LARGE_SIZES}
+        large = pairs[: args.large]
+        report["large_photos_ms"] = {f"{w}x{h}": cost(large, ("guided",), (w, h))["guided"] for w, h in LARGE_SIZES if large}
     report.update(photos=len(pairs), timing=whole.to_dict(), environment=env)
     for method, ms in report["photos_ms"].items():
         print(f"{method:>8s} on {len(pairs)} photos: {ms['wall']} ms wall, {ms['cpu']} ms CPU per photo")

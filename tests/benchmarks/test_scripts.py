@@ -10,11 +10,23 @@ import sys
 import pytest
 import torch
 
-from benchmarks import common, gpu_check, memory, naive, paper_protocol, quality, speed, table, upsample_accuracy
+from benchmarks import (
+    common,
+    gpu_check,
+    memory,
+    naive,
+    paper_protocol,
+    photo_path,
+    quality,
+    speed,
+    table,
+    upsample_accuracy,
+    upsampling,
+)
 from benchmarks.paper_protocol import iterations_distribution
 from iem.config import IEMConfig
 
-SCRIPTS = (naive, speed, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy)
+SCRIPTS = (naive, speed, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling, photo_path)
 
 
 @pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
@@ -143,3 +155,19 @@ def test_upsample_accuracy_scores_every_method(shared_data, tmp_path, capsys):
     scores = json.loads(out.read_text())["iou"]["32"]
     assert sorted(scores) == sorted(upsample_accuracy.UPSAMPLE_METHODS)
     assert all(50 < v <= 100 for v in scores.values()) and "guided" in capsys.readouterr().out
+
+
+def test_upsampling_cost_times_every_method(shared_data, tmp_path, capsys):
+    out = tmp_path / "cost.json"
+    report = upsampling.main(["--photos", "1", "--large", "0", "--data", str(shared_data), "--out", str(out)])
+    assert sorted(report["photos_ms"]) == sorted(upsampling.UPSAMPLE_METHODS) and report["photos"] == 2
+    assert all(ms["cpu"] >= 0 and ms["wall"] > 0 for ms in report["photos_ms"].values())
+    assert json.loads(out.read_text())["photos"] == 2 and "guided on 2 photos" in capsys.readouterr().out
+
+
+def test_photo_path_prints_both_rates_and_their_ratio(shared_data, tmp_path, capsys, one_torch_thread):
+    out = tmp_path / "photo.json"
+    report = photo_path.main(["--photos", "2", "--sets", "dev", "--threads", "1", "--data", str(shared_data), "--out", str(out)])
+    row = report["sets"]["dev"]
+    assert row["photos"] == 2 and row["ratio"] == pytest.approx(row["iem_segment"]["images_per_s"] / row["segment_batch"]["images_per_s"])
+    assert "ratio" in capsys.readouterr().out and json.loads(out.read_text())["sets"]["dev"]["photos"] == 2
