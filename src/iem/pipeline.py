@@ -44,7 +44,7 @@ from iem.core import kernels
 from iem.core.engine import resolve_device
 from iem.core.guidance import guidance_at, pin_full
 from iem.imaging import to_uint8
-from iem.io.outputs import OUTPUTS, output_paths, write_outputs
+from iem.io.outputs import OUTPUT_SUFFIXES, OUTPUTS, output_paths, write_outputs
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, read_file_bytes, read_image
 from iem.io.names import printable_line, quote_name
 from iem.io.upsample import UPSAMPLE_METHODS, THRESHOLD, UpsampleMethod, upsample_mask
@@ -427,7 +427,7 @@ def _read_stage(
     """Walk, skip what is done, read and shrink; runs in its own thread."""
     owners: Dict[PurePath, str] = {}
     try:
-        for item in iter_inputs(inputs, exclude=out_dir):
+        for item in iter_inputs(inputs, exclude=out_dir, output_suffixes=OUTPUT_SUFFIXES):
             if stop.is_set():
                 return
             if isinstance(item, InputProblem):
@@ -671,7 +671,7 @@ def segment_files(
     summary.settings = _settings(
         config, size, device, segmenter.device, outputs, overwrite, batch_size, model, refine, upsample, max_pixels
     )
-    total = sum(1 for _ in iter_inputs(inputs, exclude=out)) if progress else None
+    total = sum(1 for _ in iter_inputs(inputs, exclude=out, output_suffixes=OUTPUT_SUFFIXES)) if progress else None
     bar = tqdm(
         total=total, unit="img", desc="iem segment", disable=not progress, file=sys.stderr, dynamic_ncols=True
     )

@@ -201,3 +201,25 @@ def test_sigkill_midway_then_rerun_completes(tmp_path: Path) -> None:
         with Image.open(out / name) as image:
             image.load()
             assert image.size == (240, 180)
+
+
+def test_outputs_beside_the_photos_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    photos = tmp_path / "photos"
+    (photos / "x").mkdir(parents=True)
+    for name in ("a", "x/b"):
+        synthetic_photo(40, 32, seed=len(name))[0].save(photos / f"{name}.png")
+    fast = ["--iterations", "2", "--device", "cpu", "--outputs", "mask,cutout", "--json", "-q"]
+
+    def counts(*args: str) -> dict:
+        result = CliRunner().invoke(main, ["segment", *args, *fast])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["counts"]
+
+    assert counts(str(photos), "-o", str(photos)) == {"total": 2, "segmented": 2, "skipped": 0, "failed": 0}
+    written = sorted(str(p.relative_to(photos)) for p in photos.rglob("*.png"))
+    assert written == ["a.cutout.png", "a.mask.png", "a.png", "x/b.cutout.png", "x/b.mask.png", "x/b.png"]
+    # The same folder spelt otherwise: the outputs are recognised, the photos are done.
+    assert counts(str(photos), "-o", str(photos / "x" / "..")) == {"total": 2, "segmented": 0, "skipped": 2, "failed": 0}
+    monkeypatch.chdir(photos)
+    assert counts(".", "-o", ".") == {"total": 2, "segmented": 0, "skipped": 2, "failed": 0}
+    assert sorted(str(p.relative_to(photos)) for p in photos.rglob("*.png")) == written

@@ -67,6 +67,21 @@ def test_output_folder_inside_the_input_is_not_walked(tree: Path) -> None:
     assert "masks/b.mask.png" in _relatives(iter_inputs([tree]))
 
 
+def test_output_folder_given_as_an_input_is_walked_without_its_outputs(tree: Path) -> None:
+    tags = (".mask.png", ".overlay.jpg")
+    _touch(tree / "b.mask.png")
+    _touch(tree / "sub" / "c.overlay.jpg")
+    _touch(tree / "sub" / "c.cutout.png")  # not a tag in this call: taken
+    expected = ["a.PNG", "b.jpg", "sub/c.cutout.png", "sub/c.jpeg", "sub/deep/d.webp", "z/f.gif"]
+    for out in (tree, tree / "sub" / "..", Path(os.path.relpath(tree))):
+        assert _relatives(iter_inputs([tree], exclude=out, output_suffixes=tags)) == expected
+    assert _relatives(iter_inputs([str(tree / "**")], exclude=tree, output_suffixes=tags)) == expected
+    globbed = _relatives(iter_inputs([str(tree / "*" / "*.*")], exclude=tree, output_suffixes=tags))
+    assert globbed == ["sub/c.cutout.png", "sub/c.jpeg", "z/f.gif"]
+    # Outside the output folder a tagged name is an ordinary input.
+    assert "b.mask.png" in _relatives(iter_inputs([tree], exclude=tree / "z", output_suffixes=tags))
+
+
 def test_links_to_files_are_followed_links_to_folders_are_not(tree: Path, tmp_path: Path) -> None:
     os.symlink(_touch(tmp_path / "outside.jpg"), tree / "link.jpg")
     os.symlink(tree / "sub", tree / "loop")

@@ -169,7 +169,7 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
-    help="Output folder; it mirrors the input tree. Not used with '-'.",
+    help="Output folder; it mirrors the input tree and may be the input folder itself. Not used with '-'.",
 )
 @click.option(
     "--outputs",

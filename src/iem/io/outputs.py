@@ -29,6 +29,9 @@ OUTPUTS: Mapping[str, Tuple[str, str, Mapping[str, Any]]] = {
     "overlay": (".overlay.jpg", "JPEG", {"quality": OVERLAY_JPEG_QUALITY}),
     "inpaint": (".inpaint.png", "PNG", {"compress_level": PHOTO_PNG_COMPRESSION}),
 }
+#: The name endings that mark a file as an output: in the output folder such files are never
+#: taken as inputs, so outputs may be written beside the photos.
+OUTPUT_SUFFIXES: Tuple[str, ...] = tuple(suffix for suffix, _, _ in OUTPUTS.values())
 
 
 def output_paths(out_dir: PathLike, relative: PurePath, outputs: Sequence[str]) -> Dict[str, Path]:

@@ -53,6 +53,7 @@ def iter_inputs(
     inputs: Iterable[PathLike],
     exclude: Optional[PathLike] = None,
     extensions: Optional[Sequence[str]] = None,
+    output_suffixes: Sequence[str] = (),
 ) -> Iterator[Union[InputFile, InputProblem]]:
     """Yield the images named by ``inputs``, in order, lazily.
 
@@ -66,8 +67,12 @@ def iter_inputs(
 
     Args:
         inputs: paths, folders or glob patterns.
-        exclude: a folder never entered (the output folder, when it lies inside an input).
+        exclude: the output folder. It is never entered when met inside an input; when it is
+            an input itself (``iem segment photos -o photos``) it is walked, but the files in
+            it whose names end with one of ``output_suffixes`` are left out.
         extensions: extensions taken from folders; :func:`image_extensions` by default.
+        output_suffixes: the name endings of outputs (``.mask.png``, ...): such files inside
+            ``exclude`` were written by iem and are never read back as inputs.
 
     Yields:
         :class:`InputFile` per image, :class:`InputProblem` per argument that names nothing
@@ -76,12 +81,16 @@ def iter_inputs(
         the same :func:`os.path.realpath`) is yielded once, the first time.
     """
     seen: Set[str] = set()
+    suffixes = tuple(output_suffixes)
+    output_folder = os.path.join(os.path.realpath(exclude), "") if exclude is not None else None
     for item in _iter_all(inputs, exclude, extensions):
         if isinstance(item, InputFile):
             resolved = os.path.realpath(item.path)
             if resolved in seen:
                 continue
             seen.add(resolved)
+            if output_folder and item.path.name.endswith(suffixes) and resolved.startswith(output_folder):
+                continue
         yield item
 
 
@@ -94,23 +103,31 @@ def _iter_all(
         text = os.fspath(arg)
         path = Path(text)
         if os.path.lexists(path) or not _GLOB_MAGIC.search(text):
-            yield from _walk_argument(path, PurePath(path.name), exts, excluded, explicit=True)
+            yield from _walk_argument(path, PurePath(path.name), exts, excluded, explicit=True, root=True)
             continue
         base, parts = _split_pattern(text)
         found = False
         for match in _glob(base, parts):
             found = True
             relative = PurePath(os.path.relpath(match, base))
-            yield from _walk_argument(match, relative, exts, excluded, explicit=False)
+            root = relative == PurePath(".")  # a trailing ** names the fixed folder itself
+            yield from _walk_argument(match, relative, exts, excluded, explicit=False, root=root)
         if not found:
             yield InputProblem(text, "no file matches this pattern")
 
 
 def _walk_argument(
-    path: Path, relative: PurePath, exts: frozenset, excluded: Optional[Tuple[int, int]], explicit: bool
+    path: Path,
+    relative: PurePath,
+    exts: frozenset,
+    excluded: Optional[Tuple[int, int]],
+    explicit: bool,
+    root: bool = False,
 ) -> Iterator[Union[InputFile, InputProblem]]:
     if path.is_dir() and not (path.is_symlink() and not explicit):
-        if excluded is not None and _identity(path) == excluded:
+        # The output folder named as an input is walked (its outputs are left out by name);
+        # met any other way it is not entered.
+        if not root and excluded is not None and _identity(path) == excluded:
             return
         found = False
         for item in _walk_folder(path, exts, excluded):
