@@ -1,9 +1,13 @@
 import dataclasses
+import importlib
 import re
+import typing
 
+import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from iem.config import ABLATIONS, VARIANTS, IEMConfig
+from iem.config import ABLATIONS, PRESETS, VARIANTS, IEMConfig, field_types, parse_setting
 
 
 def test_defaults_are_the_papers_settings():
@@ -102,8 +106,114 @@ def test_each_setting_accepts_its_edge_and_names_the_first_bad_value(field, edge
 
 
 def test_init_sizes_become_a_tuple_of_ints_and_replace_validates():
-    cfg = IEMConfig(init_sizes=[44.0, 78])
+    cfg = IEMConfig(init_sizes=[np.int64(44), 78])
     assert cfg.init_sizes == (44, 78) and all(type(s) is int for s in cfg.init_sizes)
     assert cfg.replace(iterations=5) == dataclasses.replace(cfg, iterations=5)
     with pytest.raises(ValueError, match="iterations"):
         cfg.replace(iterations=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Types: each field holds a value of its annotation; text is read one way for every command.
+# --------------------------------------------------------------------------------------------
+
+
+def _text(value) -> str:
+    """A field value written as a user would type it."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(IEMConfig)])
+def test_every_field_refuses_values_of_another_type(name):
+    hint = field_types()[name]
+    wrong = ["no", "False", None, object()]
+    if hint is bool:
+        wrong += [0, 1, 1.0]
+    else:
+        wrong += [True, False]
+    if hint is int or typing.get_origin(hint) is tuple:
+        wrong += [2.5, (2.0,) if typing.get_origin(hint) is tuple else 3.0]
+    for value in wrong:
+        with pytest.raises(ValueError, match=f"IEMConfig: {name} must be"):
+            IEMConfig.released(**{name: value})
+
+
+def test_the_issue_examples_are_refused():
+    for changes in ({"smoothing": "no"}, {"early_exit": "false"}, {"iterations": True}, {"init_sizes": (True,)}):
+        with pytest.raises(ValueError, match="IEMConfig"):
+            IEMConfig.released(**changes)
+
+
+def test_numbers_are_stored_in_their_field_type():
+    cfg = IEMConfig(sigma=4, init_sizes=[40, np.int64(70)], iterations=np.int32(5))
+    assert type(cfg.sigma) is float and cfg.init_sizes == (40, 70) and type(cfg.init_sizes[1]) is int
+    assert type(cfg.iterations) is int
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_text_of_every_field_reads_back_to_its_value(preset):
+    cfg = IEMConfig.preset(preset)
+    values = {name: parse_setting(name, _text(value)) for name, value in cfg.to_dict().items()}
+    assert IEMConfig(**values) == cfg
+
+
+@pytest.mark.parametrize(
+    "name, text, value",
+    [
+        ("smoothing", "False", False),
+        ("smoothing", " no ", False),
+        ("smoothing", "ON", True),
+        ("early_exit", "0", False),
+        ("init_sizes", "44,78", (44, 78)),
+        ("init_sizes", "[78]", (78,)),
+        ("init_sizes", " 44 , 78 ", (44, 78)),
+        ("iterations", "+12", 12),
+        ("lambda_", "1e-3", 0.001),
+        ("normalizer", "marginal", "marginal"),
+    ],
+)
+def test_text_is_parsed_by_field_type(name, text, value):
+    assert parse_setting(name, text) == value and type(parse_setting(name, text)) is type(value)
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("smoothing", "nope"),
+        ("smoothing", ""),
+        ("init_sizes", "44,,78"),
+        ("init_sizes", "44,"),
+        ("init_sizes", ""),
+        ("init_sizes", "4.5"),
+        ("iterations", "True"),
+        ("iterations", "1.5"),
+        ("iterations", "1_000"),
+        ("sigma", "two"),
+        ("numerator_norm", "L1"),
+        ("sigmaa", "1"),
+    ],
+)
+def test_bad_text_is_refused_naming_the_field(name, text):
+    with pytest.raises(ValueError, match=name):
+        parse_setting(name, text)
+
+
+def test_bench_set_and_segment_options_read_text_the_same_way(monkeypatch):
+    from iem.cli import main
+    from iem.cli.bench import parse_overrides
+
+    overrides = parse_overrides(["init_sizes=44,78", "smoothing=False", "sigma=2.5"], iterations=None)
+    captured = {}
+
+    def run(inputs, out_dir, config, **kwargs):
+        captured["config"] = config
+        raise SystemExit(0)
+
+    # iem.cli.segment is also the name of the command: reach the module itself.
+    monkeypatch.setattr(importlib.import_module("iem.cli.segment"), "segment_files", run)
+    args = ["segment", "x.png", "-o", "out", "--init-sizes", "44,78", "--no-smoothing", "--sigma", "2.5"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert captured["config"] == IEMConfig.paper(**overrides)
+    assert captured["config"].init_sizes == (44, 78) and captured["config"].smoothing is False
+    bad = CliRunner().invoke(main, ["segment", "x.png", "-o", "out", "--init-sizes", "44,,78"])
+    assert bad.exit_code == 2 and "not a comma-separated list of integers" in bad.output

@@ -8,9 +8,13 @@ and each objective variant of Table 5 is a field, so a variant is ``dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import numbers
+import re
+import typing
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Tuple
+from typing import Any, Dict, Literal, Mapping, Tuple
 
 #: Side of the working image the initial square sizes are expressed for (paper section 4.2).
 REFERENCE_SIZE = 128
@@ -78,7 +82,8 @@ class IEMConfig:
     grabcut_border: int = 2
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "init_sizes", tuple(int(s) for s in self.init_sizes))
+        for name, hint in field_types().items():
+            object.__setattr__(self, name, _typed(name, hint, getattr(self, name)))
         checks = [
             (isinstance(self.iterations, int) and self.iterations >= 0, "iterations must be an integer >= 0"),
             (
@@ -172,3 +177,102 @@ VARIANTS: Mapping[str, Mapping[str, Any]] = {
     "l1_marginal": {"numerator_norm": "l1", "normalizer": "marginal"},
     "l2_marginal": {"numerator_norm": "l2", "normalizer": "marginal"},
 }
+
+
+# --------------------------------------------------------------------------------------------
+# Field types: every value is checked against its field's annotation, and text (command-line
+# options, ``iem bench --set FIELD=VALUE``) is parsed in one way derived from the same
+# annotation.
+# --------------------------------------------------------------------------------------------
+
+#: Words read as a bool from text (case does not matter).
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+@functools.lru_cache(maxsize=None)
+def field_types() -> Dict[str, Any]:
+    """``{field name: annotation}`` of :class:`IEMConfig` (``typing.Literal`` for choices); read only."""
+    return typing.get_type_hints(IEMConfig)
+
+
+def describe_type(hint: Any) -> str:
+    """What a field holds, in words, for error messages and help."""
+    if hint is bool:
+        return "true or false"
+    if hint is int:
+        return "an integer"
+    if hint is float:
+        return "a number"
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return "a list of integers"
+    return repr(hint)
+
+
+def _typed(name: str, hint: Any, value: Any) -> Any:
+    """``value`` in its field's type (an int for a float field becomes a float, a list of
+    integers a tuple); anything else raises, so that a truthy string never stands for True."""
+    ok = False
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        value = int(value) if ok else value
+    elif hint is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif typing.get_origin(hint) is Literal:
+        ok = isinstance(value, str) and value in typing.get_args(hint)
+    elif typing.get_origin(hint) is tuple:
+        ok = isinstance(value, (tuple, list)) and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
+        )
+        value = tuple(int(v) for v in value) if ok else value
+    if not ok:
+        raise ValueError(f"IEMConfig: {name} must be {describe_type(hint)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """The value of field ``name`` written as ``text``, as every command line reads it.
+
+    bool: ``true/yes/on/1`` or ``false/no/off/0``; int: digits; float: any Python float
+    literal; choices: one of the names; integer lists: comma-separated, e.g. ``44,78,92``
+    (brackets around them are allowed, empty items are not).
+
+    Raises:
+        ValueError: unknown field, or text that does not spell a value of its type. The range
+            of the value is checked when the config is built.
+    """
+    types = field_types()
+    if name not in types:
+        raise ValueError(f"unknown IEM setting {name!r}; choose from {', '.join(types)}")
+    hint, word = types[name], text.strip()
+    bad = ValueError(f"{name}: {text!r} is not {describe_type(hint)}")
+    if hint is bool:
+        if word.lower() not in TRUE_WORDS + FALSE_WORDS:
+            raise bad
+        return word.lower() in TRUE_WORDS
+    if hint is int:
+        if not _INTEGER.fullmatch(word):
+            raise bad
+        return int(word)
+    if hint is float:
+        try:
+            return float(word)
+        except ValueError:
+            raise bad from None
+    if typing.get_origin(hint) is Literal:
+        if word not in typing.get_args(hint):
+            raise bad
+        return word
+    if typing.get_origin(hint) is tuple:
+        inner = word[1:-1] if word[:1] + word[-1:] in ("[]", "()") else word
+        items = [item.strip() for item in inner.split(",")]
+        if not all(_INTEGER.fullmatch(item) for item in items):
+            raise ValueError(f"{name}: {text!r} is not a comma-separated list of integers (e.g. 44,78,92)")
+        return tuple(int(item) for item in items)
+    raise ValueError(f"{name}: no text form for {hint!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from iem.bench.report import RESULTS_JSON
 from iem.bench.runner import DEFAULT_BATCH_SIZE, BenchResult, run_benchmark
 from iem.bench.save import save_benchmark, save_tables
 from iem.cli.output import echo_out
+from iem.config import parse_setting
 from iem.datasets import LAYOUTS, PROTOCOLS, DatasetError, open_dataset
 
 #: Methods run when ``--methods`` is not given.
@@ -34,17 +34,20 @@ EXIT_USAGE = 2
 
 
 def parse_overrides(assignments: Sequence[str], iterations: Optional[int]) -> Dict[str, Any]:
-    """``["sigma=2.5", "init_sizes=[78]"]`` -> ``{"sigma": 2.5, "init_sizes": [78]}`` (JSON values, else strings)."""
+    """``["sigma=2.5", "init_sizes=44,78"]`` -> ``{"sigma": 2.5, "init_sizes": (44, 78)}``.
+
+    Each value is read by :func:`iem.config.parse_setting`, as the options of ``iem segment``
+    read the same field (``--set smoothing=false`` is ``--no-smoothing``).
+    """
     overrides: Dict[str, Any] = {}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
         if not sep or not key.strip():
             raise click.BadParameter(f"{assignment!r} is not FIELD=VALUE", param_hint="--set")
         try:
-            value: Any = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        overrides[key.strip()] = value
+            overrides[key.strip()] = parse_setting(key.strip(), text)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--set") from None
     if iterations is not None:
         overrides["iterations"] = iterations
     return overrides

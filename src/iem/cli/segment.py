@@ -20,7 +20,7 @@ import click
 
 from iem.cli.guidance import guidance_options, segment_guided
 from iem.cli.output import echo_out, signal_exit_code, signals_as_interrupts, write_out
-from iem.config import PRESETS, IEMConfig
+from iem.config import PRESETS, IEMConfig, parse_setting
 from iem.io.names import printable_line
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError
 from iem.io.upsample import UPSAMPLE_METHODS
@@ -50,22 +50,21 @@ _ALL_OUTPUTS = "all"
 # --------------------------------------------------------------------------------------------
 
 
-class IntList(click.ParamType):
-    """A comma-separated list of integers, e.g. ``44,78,92``."""
+class SettingText(click.ParamType):
+    """The text of one :class:`IEMConfig` field, read by :func:`iem.config.parse_setting`, the
+    same reading ``iem bench --set FIELD=VALUE`` uses."""
 
-    name = "N,N,..."
+    def __init__(self, field_name: str, metavar: str) -> None:
+        self.field_name = field_name
+        self.name = metavar
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Tuple[int, ...]:
-        if isinstance(value, tuple):
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        if not isinstance(value, str):
             return value
-        parts = [part.strip() for part in str(value).split(",")]
-        if parts == [""]:
-            self.fail("give at least one integer", param, ctx)
         try:
-            # An empty item (44,,78 or a trailing comma) is a typo, not a shorter list.
-            return tuple(int(part) for part in parts)
-        except ValueError:
-            self.fail(f"{value!r} is not a comma-separated list of integers (e.g. 44,78,92)", param, ctx)
+            return parse_setting(self.field_name, value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
 
 
 def option_name(field_name: str) -> str:
@@ -116,9 +115,9 @@ def _option_for(field: dataclasses.Field, hint: Any, doc: str) -> Callable[[Call
     if origin is typing.Literal:
         return click.option(name, dest, type=click.Choice([str(v) for v in typing.get_args(hint)]), help=help_text)
     if origin is tuple:
-        return click.option(name, dest, type=IntList(), help=help_text)
-    if hint in (int, float, str):
-        return click.option(name, dest, type=hint, help=help_text)
+        return click.option(name, dest, type=SettingText(field.name, "N,N,..."), help=help_text)
+    if hint in (int, float):
+        return click.option(name, dest, type=SettingText(field.name, hint.__name__.upper()), help=help_text)
     raise TypeError(f"IEMConfig.{field.name}: no command-line type for {hint!r}")
 
 
