@@ -21,6 +21,7 @@ report and in ``failures.log``; the batch goes on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -45,11 +46,12 @@ from iem.core.engine import resolve_device
 from iem.core.guidance import guidance_at, pin_full
 from iem.imaging import to_uint8
 from iem.io.outputs import OUTPUT_SUFFIXES, OUTPUTS, output_paths, write_outputs
+from iem.io.record import SETTINGS_RECORD, SettingsMismatch, record_settings
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, read_file_bytes, read_image
 from iem.io.names import printable_line, quote_name
 from iem.io.upsample import UPSAMPLE_METHODS, THRESHOLD, UpsampleMethod, upsample_mask
 from iem.io.walk import InputFile, InputProblem, iter_inputs
-from iem.io.working import MAX_ASPECT_RATIO, MIN_INPUT_SIDE, working_copy, working_image
+from iem.io.working import MAX_ASPECT_RATIO, MIN_INPUT_SIDE, is_blank, working_copy, working_image
 from iem.io.write import (
     StaleTemporaries,
     WriteCancelled,
@@ -126,6 +128,8 @@ class RunSummary:
         segmented: images segmented and written.
         skipped: images whose outputs all existed already (resume).
         failures: inputs that failed, with their reasons.
+        warnings: inputs segmented with a caveat (a blank or near-constant image, whose mask
+            is written empty), with the reason.
         seconds: wall-clock time of the run.
         settings: every setting of the run (JSON-friendly).
         problems: one line per file of the run itself that could not be written in full
@@ -137,6 +141,7 @@ class RunSummary:
     segmented: int = 0
     skipped: int = 0
     failures: List[Failure] = field(default_factory=list)
+    warnings: List[Failure] = field(default_factory=list)
     seconds: float = 0.0
     settings: Dict[str, Any] = field(default_factory=dict)
     problems: List[str] = field(default_factory=list)
@@ -165,6 +170,8 @@ class RunSummary:
             ("interrupted: " if self.interrupted else "") + f"{self.total} inputs in {self.seconds:.1f} s: {self.segmented} segmented ({rate:.2f} images/s), "
             f"{self.skipped} already done, {self.failed} failed"
         )
+        if self.warnings:
+            text += f", {len(self.warnings)} blank or near-constant (empty masks written)"
         if self.out_dir is not None:
             text += f"; outputs in {self.out_dir}"
             if self.failures:
@@ -177,6 +184,7 @@ class RunSummary:
             "counts": {"total": self.total, "segmented": self.segmented, "skipped": self.skipped, "failed": self.failed},
             "failures": [{"path": f.path, "reason": f.reason} for f in self.failures],
             "problems": list(self.problems),
+            "warnings": [{"path": w.path, "reason": w.reason} for w in self.warnings],
             "settings": self.settings,
             "timing": {
                 "seconds": round(self.seconds, 3),
@@ -268,6 +276,19 @@ class Segmenter:
         return [to_uint8(picture) for picture in result]
 
 
+#: Why a blank image gets an empty mask (the warning of :attr:`RunSummary.warnings`).
+BLANK_WARNING = "blank or near-constant image: nothing to segment, empty mask written"
+
+
+def _empty_where_blank(soft: torch.Tensor, blank: Sequence[bool]) -> torch.Tensor:
+    """Blank images (:func:`iem.io.working.is_blank`) get an empty mask: with no structure to
+    inpaint, IEM's mask would only follow noise or the initial square."""
+    if any(blank):
+        soft = soft.clone()
+        soft[torch.tensor(blank)] = 0.0
+    return soft
+
+
 def _batch_tensor(arrays: Sequence[np.ndarray]) -> torch.Tensor:
     stacked = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float()
     return stacked * (2.0 / 255.0) - 1.0  # same mapping as iem.imaging.to_tensor
@@ -294,7 +315,8 @@ def segment_bytes(
     ``background`` marks guide IEM as in :func:`iem.segment`.
 
     Returns:
-        ``(H, W)`` bool mask at the image's full resolution.
+        ``(H, W)`` bool mask at the image's full resolution; empty for a blank or
+        near-constant image (:func:`iem.io.working.is_blank`).
 
     Raises:
         ImageReadError: the bytes are not a usable image.
@@ -305,7 +327,8 @@ def segment_bytes(
     working = working_copy(data, size, max_pixels=max_pixels, name=name)
     photo = read_image(data, max_pixels=max_pixels, name=name)
     init, fixed = guidance_at((photo.height, photo.width), working.shape[:2], box, foreground, background)
-    soft = segmenter.soft_masks(_batch_tensor([working]), init, fixed)[0, 0].numpy()
+    soft = segmenter.soft_masks(_batch_tensor([working]), init, fixed)
+    soft = _empty_where_blank(soft, [is_blank(working)])[0, 0].numpy()
     return pin_full(upsample_mask(soft, photo, upsample), foreground, background)
 
 
@@ -322,6 +345,7 @@ class _Job:
     targets: Dict[str, Path]
     data: bytes
     working: np.ndarray
+    blank: bool = False
 
 
 @dataclass
@@ -347,9 +371,11 @@ class _Report:
         self.log_error: Optional[OSError] = None
         self.unlogged = 0
 
-    def done(self) -> None:
+    def done(self, warning: Optional[Failure] = None) -> None:
         with self.lock:
             self.summary.segmented += 1
+            if warning is not None:
+                self.summary.warnings.append(warning)
             self.bar.update(1)
 
     def skipped(self) -> None:
@@ -451,7 +477,7 @@ def _read_stage(
             except ImageReadError as err:
                 report.failed(name, err.reason)
                 continue
-            if not _put(jobs, _Job(item, targets, data, working), stop):
+            if not _put(jobs, _Job(item, targets, data, working, is_blank(working)), stop):
                 return
     except Exception as err:  # an unexpected error must not hang the run: hand it over
         _put(jobs, err, stop)
@@ -500,7 +526,7 @@ def _write_results(
         except Exception as err:  # one image's bad luck must not end the batch
             report.failed(name, _error_reason(err))
         else:
-            report.done()
+            report.done(Failure(name, BLANK_WARNING) if result.job.blank else None)
 
 
 def _write_outputs(
@@ -523,7 +549,7 @@ def _compute(
     """Segment one group of same-shape images; if the batch fails, retry image by image."""
     try:
         images = _batch_tensor([job.working for job in group])
-        soft = segmenter.soft_masks(images)
+        soft = _empty_where_blank(segmenter.soft_masks(images), [job.blank for job in group])
         pictures: List[Optional[np.ndarray]] = (
             list(segmenter.inpainted(images, soft)) if want_inpaint else [None] * len(group)
         )
@@ -593,6 +619,23 @@ def _settings(
     }
 
 
+#: The settings that decide what an output holds, compared with the output folder's record;
+#: the others (device, batch size, which outputs, versions) are noted in it only.
+RECORDED_SETTINGS = ("config", "size", "upsample", "model", "refine")
+
+
+def _record_settings(out: Path, settings: Dict[str, Any], model: Optional[PathLike], overwrite: bool) -> None:
+    """Refuse to resume over outputs made with other settings; record this run's (iem.io.record)."""
+    compared = {key: settings[key] for key in RECORDED_SETTINGS}
+    if model is not None:  # the network's weights, not where the file lies, make the masks
+        compared["model"] = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+    notes = {key: value for key, value in settings.items() if key not in RECORDED_SETTINGS or key == "model"}
+    try:
+        record_settings(out, compared, overwrite, notes)
+    except OSError as err:
+        raise OutputFolderError(f"{out}: cannot write the settings record ({err.strerror or err})") from None
+
+
 def segment_files(
     inputs: Union[PathLike, Iterable[PathLike]],
     out_dir: PathLike,
@@ -620,6 +663,9 @@ def segment_files(
     tree: ``photos/a/b.jpg`` given as ``photos`` becomes ``OUT/a/b.mask.png`` (and
     ``b.cutout.png``, ``b.overlay.jpg``, ``b.inpaint.png``). Existing outputs are kept unless
     ``overwrite``; every file is written atomically, so an interrupted run can simply be rerun.
+    The settings that decide the outputs are recorded in ``OUT/iem-settings.json``
+    (:mod:`iem.io.record`): a run with other settings into the same folder is refused unless
+    ``overwrite``.
 
     Args:
         inputs: files, folders (walked recursively) and glob patterns, or one of them.
@@ -651,6 +697,7 @@ def segment_files(
         ValueError: invalid settings (unknown output or upsampling method, size or batch size
             too small, CUDA requested without a GPU, ``refine`` without ``model``).
         OutputFolderError: ``out_dir`` cannot be created or written.
+        SettingsMismatch: ``out_dir`` holds outputs made with other settings (not ``overwrite``).
         iem.segnet.CheckpointError: ``model`` is not a readable checkpoint.
     """
     started = time.perf_counter()
@@ -671,6 +718,7 @@ def segment_files(
     summary.settings = _settings(
         config, size, device, segmenter.device, outputs, overwrite, batch_size, model, refine, upsample, max_pixels
     )
+    _record_settings(out, summary.settings, model, overwrite)
     total = sum(1 for _ in iter_inputs(inputs, exclude=out, output_suffixes=OUTPUT_SUFFIXES)) if progress else None
     bar = tqdm(
         total=total, unit="img", desc="iem segment", disable=not progress, file=sys.stderr, dynamic_ncols=True
@@ -791,12 +839,14 @@ __all__ = [
     "MIN_INPUT_SIDE",
     "MIN_SIZE",
     "OUTPUTS",
+    "SETTINGS_RECORD",
     "SUMMARY_JSON",
     "Failure",
     "OutputFolderError",
     "RunInterrupted",
     "RunSummary",
     "Segmenter",
+    "SettingsMismatch",
     "check_output_folder",
     "output_paths",
     "parse_outputs",

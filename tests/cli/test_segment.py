@@ -223,3 +223,59 @@ def test_outputs_beside_the_photos_and_resume(tmp_path: Path, monkeypatch: pytes
     monkeypatch.chdir(photos)
     assert counts(".", "-o", ".") == {"total": 2, "segmented": 0, "skipped": 2, "failed": 0}
     assert sorted(str(p.relative_to(photos)) for p in photos.rglob("*.png")) == written
+
+
+def test_resuming_with_other_settings_is_refused_unless_overwrite(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        synthetic_photo(40, 32, seed=i)[0].save(photos / f"{i}.png")
+    out = tmp_path / "out"
+
+    def run(*args: str):
+        return CliRunner().invoke(main, ["segment", str(photos), "-o", str(out), "--device", "cpu", "-q", *args])
+
+    assert run("--iterations", "0").exit_code == 0
+    before = (out / "0.mask.png").read_bytes()
+    refused = run("--iterations", "2", "--outputs", "mask,cutout")
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert refused.stderr.strip() == (
+        f"Error: {out}: holds outputs made with other settings (config.iterations: 0 there, 2 now); "
+        "rerun with --overwrite to replace its outputs, or choose another output folder"
+    )
+    assert not (out / "0.cutout.png").exists() and (out / "0.mask.png").read_bytes() == before
+    # The same settings resume, whatever the device, batch size or outputs asked for.
+    assert run("--iterations", "0", "--batch-size", "1", "--outputs", "mask,cutout").exit_code == 0
+    assert (out / "0.cutout.png").is_file() and (out / "0.mask.png").read_bytes() == before
+    assert run("--iterations", "2", "--overwrite").exit_code == 0
+    assert run("--iterations", "2").exit_code == 0
+    assert run("--iterations", "0").exit_code == 2
+
+
+def test_float_images_and_blank_images(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    gray = np.asarray(synthetic_photo(48, 40, seed=5)[0].convert("L"))
+    Image.fromarray(gray).save(photos / "eight.png")
+    Image.fromarray(gray.astype(np.float32), "F").save(photos / "float255.tif")
+    Image.fromarray(gray.astype(np.float32) / 255, "F").save(photos / "float01.tif")
+    Image.new("RGB", (40, 32), (120, 130, 140)).save(photos / "blank.png")
+    out = tmp_path / "out"
+    args = ["segment", str(photos), "-o", str(out), "--iterations", "3", "--device", "cpu", "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["counts"] == {"total": 4, "segmented": 4, "skipped": 0, "failed": 0}
+    assert [w["path"] for w in summary["warnings"]] == [str(photos / "blank.png")]
+    assert "blank or near-constant" in summary["warnings"][0]["reason"]
+    assert f"warning: {photos / 'blank.png'}: blank or near-constant image" in result.stderr
+    assert "1 blank or near-constant (empty masks written)" in result.stderr
+    with Image.open(out / "blank.mask.png") as blank:
+        assert not np.asarray(blank).any()
+    masks = {}
+    for name in ("eight", "float255", "float01"):
+        with Image.open(out / f"{name}.mask.png") as mask:
+            masks[name] = np.asarray(mask)
+    # Same pixels whatever the sample type: the float files are not read as overexposed.
+    assert 0 < masks["eight"].mean() < 255
+    assert np.array_equal(masks["float255"], masks["eight"]) and np.array_equal(masks["float01"], masks["eight"])

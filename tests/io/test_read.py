@@ -62,6 +62,54 @@ def test_sixteen_bit_is_scaled_to_eight_bits(tmp_path: Path) -> None:
     assert np.array_equal(image[..., 0], np.rint(ramp / 257.0).astype(np.uint8))
 
 
+_LEVELS = np.arange(0, 256, 5, dtype=np.float64)  # 0, 5, ..., 255
+
+
+def _float_tiff(path: Path, values: np.ndarray) -> Path:
+    Image.fromarray(np.tile(values.astype(np.float32), (8, 1)), "F").save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        (_LEVELS, _LEVELS),  # a float image of 0..255 data keeps its values
+        (_LEVELS / 255.0, _LEVELS),  # 0..1 is stretched to 0..255
+        (np.full(52, 0.5), np.full(52, 128.0)),  # within 0..1: taken as 0..1
+        (np.full(52, 100.0), np.full(52, 100.0)),
+    ],
+)
+def test_float_ranges_are_read_from_the_data(tmp_path: Path, values: np.ndarray, expected: np.ndarray) -> None:
+    image = np.asarray(read_image(_float_tiff(tmp_path / "f.tif", values)))
+    assert np.array_equal(image[0, :, 1], expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "values, reason",
+    [
+        (_LEVELS - 10, "float samples from -10 to 245: range unknown (expected 0..1 or 0..255)"),
+        (_LEVELS * 4, "float samples from 0 to 1020: range unknown"),
+        (np.where(_LEVELS > 100, np.nan, _LEVELS), "float image holds NaN or infinite values"),
+        (np.where(_LEVELS > 100, np.inf, _LEVELS), "float image holds NaN or infinite values"),
+    ],
+)
+def test_ambiguous_or_invalid_float_ranges_are_refused(tmp_path: Path, values: np.ndarray, reason: str) -> None:
+    path = _float_tiff(tmp_path / "f.tif", values)
+    with pytest.raises(ImageReadError, match=reason.replace("(", r"\(").replace(")", r"\)")) as info:
+        read_image(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_wide_integers_are_eight_or_sixteen_bit_by_their_values(tmp_path: Path) -> None:
+    small = np.tile(np.arange(0, 256, dtype=np.int32), (4, 1))
+    Image.fromarray(small, "I").save(tmp_path / "small.tif")
+    assert np.array_equal(np.asarray(read_image(tmp_path / "small.tif"))[0, :, 0], small[0].astype(np.uint8))
+    wide = np.tile(np.array([0, 65535, 70000], dtype=np.int32), (4, 4))
+    Image.fromarray(wide, "I").save(tmp_path / "wide.tif")
+    with pytest.raises(ImageReadError, match="integer samples from 0 to 70000: range unknown"):
+        read_image(tmp_path / "wide.tif")
+
+
 def test_alpha_is_composited_over_the_background(tmp_path: Path) -> None:
     rgba = np.zeros((8, 8, 4), np.uint8)
     rgba[..., 0] = 200

@@ -34,6 +34,7 @@ from iem.pipeline import (
     OutputFolderError,
     RunInterrupted,
     RunSummary,
+    SettingsMismatch,
     parse_outputs,
     segment_bytes,
     segment_files,
@@ -213,7 +214,7 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
     show_default=True,
     help="Refuse images with more pixels (decompression-bomb guard).",
 )
-@click.option("--overwrite", is_flag=True, help="Rewrite existing outputs (by default they are skipped: resume).")
+@click.option("--overwrite", is_flag=True, help="Rewrite existing outputs, also when they were made with other settings (by default they are skipped: resume).")
 @click.option(
     "--json",
     "json_summary",
@@ -256,7 +257,9 @@ def segment(
     INPUTS are image files, folders (walked recursively) and glob patterns ('**' spans
     folders). Each image gets OUT/<its path>.mask.png at its original resolution (plus
     .cutout.png, .overlay.jpg, .inpaint.png as chosen with --outputs). Outputs that exist are
-    skipped, so an interrupted run is finished by running it again. A bad input costs one line
+    skipped, so an interrupted run is finished by running it again; the settings are recorded
+    in OUT/iem-settings.json and a run with other settings is refused unless --overwrite. OUT
+    may be the input folder: outputs are never read back as inputs. A bad input costs one line
     on stderr and in OUT/failures.log; the others go on. Exit status: 0 all done, 1 some
     inputs failed, 2 usage error.
 
@@ -336,6 +339,8 @@ def _report(summary: RunSummary, json_summary: bool, quiet: bool) -> None:
         click.echo(problem, err=True)
     if json_summary:
         echo_out(json.dumps(summary.to_dict(), indent=2))
+    for warning in summary.warnings:  # printed even with --quiet, like failures
+        click.echo(f"warning: {printable_line(warning.line())}", err=True)
     if not quiet:
         click.echo(summary.line(), err=True)
 
@@ -353,6 +358,9 @@ def _user_errors(ctx: click.Context, model: Optional[Path], failures: Type[Excep
     except failures as err:
         click.echo(printable_line(str(err)), err=True)
         ctx.exit(1)
+    except SettingsMismatch as err:  # one line, like a usage error (exit 2), no usage text
+        click.echo(f"Error: {printable_line(str(err))}", err=True)
+        ctx.exit(2)
     except ValueError as err:
         raise click.UsageError(str(err)) from None
     except Exception as err:

@@ -175,19 +175,22 @@ def _check_pixels(im: Image.Image, max_pixels: Optional[int], label: str) -> Non
 def to_rgb(im: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB.
 
-    16-bit samples are scaled by ``255 / 65535``, except in files whose samples all fit in 8
-    bits (masks saved as 16-bit 0/255 are common; they keep their values); float images are
-    taken to be in [0, 1]; alpha (RGBA, LA, PA, palette transparency) is composited over
-    :data:`ALPHA_BACKGROUND`. An RGB image is returned as it is (not copied).
+    The range of samples wider than 8 bits is read from the data (:func:`sample_scale`):
+    16- and 32-bit integers and 32-bit floats whose values all lie in 0..255 are taken as they
+    are; integers up to 65535 are 16-bit (scaled by ``255 / 65535``); floats all within 0..1
+    are scaled by 255. Any other range (negative values, integers over 65535, floats over 255)
+    is ambiguous and refused, as are NaN and infinite values. Alpha (RGBA, LA, PA, palette
+    transparency) is composited over :data:`ALPHA_BACKGROUND`. An RGB image is returned as it
+    is (not copied).
+
+    Raises:
+        ValueError: samples in a range that cannot be read as intensities (the message is the
+            reason, for :class:`ImageReadError`).
     """
-    if im.mode in _SIXTEEN_BIT_MODES:
+    if im.mode in _SIXTEEN_BIT_MODES or im.mode == "F":
         arr = np.asarray(im, dtype=np.float64)
-        if arr.max(initial=0) > _MAX_8_BIT:
-            arr = arr * (_MAX_8_BIT / _MAX_16_BIT)
+        arr = arr * sample_scale(arr, floating=im.mode == "F")
         im = Image.fromarray(np.clip(np.rint(arr), 0, _MAX_8_BIT).astype(np.uint8), "L")
-    elif im.mode == "F":
-        arr = np.asarray(im, dtype=np.float64) * _MAX_8_BIT
-        im = Image.fromarray(np.clip(np.rint(np.nan_to_num(arr)), 0, _MAX_8_BIT).astype(np.uint8), "L")
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
@@ -200,6 +203,31 @@ def to_rgb(im: Image.Image) -> Image.Image:
         return im.convert("RGB")
     except ValueError:
         raise _UnsupportedMode(f"unsupported colour mode {im.mode}") from None
+
+
+def sample_scale(samples: np.ndarray, floating: bool) -> float:
+    """The factor that brings ``samples`` (integers wider than 8 bits, or floats) to 0..255.
+
+    Decided from the values themselves, since the file does not say which range it uses: all
+    in 0..255 -> 1; integers up to 65535 -> ``255 / 65535`` (16-bit); floats all in 0..1 ->
+    255 (a float image of 0..255 data is then not mistaken for an overexposed 0..1 one).
+
+    Raises:
+        _UnsupportedMode: NaN or infinite values, negative values, or values beyond 65535
+            (integers) or 255 (floats): the range cannot be told.
+    """
+    if samples.size == 0:
+        return 1.0
+    if not np.isfinite(samples).all():
+        raise _UnsupportedMode("float image holds NaN or infinite values")
+    low, high = float(samples.min()), float(samples.max())
+    kind = "float" if floating else "integer"
+    expected = "0..1 or 0..255" if floating else "0..255 or 0..65535"
+    if low < 0 or high > (_MAX_8_BIT if floating else _MAX_16_BIT):
+        raise _UnsupportedMode(f"{kind} samples from {low:g} to {high:g}: range unknown (expected {expected})")
+    if floating:
+        return _MAX_8_BIT if high <= 1.0 else 1.0
+    return 1.0 if high <= _MAX_8_BIT else _MAX_8_BIT / _MAX_16_BIT
 
 
 def _is_empty(path: Path) -> bool:

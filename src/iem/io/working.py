@@ -16,6 +16,10 @@ MIN_INPUT_SIDE = 8
 #: Longest side / shorter side beyond which an input is refused: at the working size such an
 #: image would be a strip of ``size x (ratio * size)`` pixels, costly and meaningless for IEM.
 MAX_ASPECT_RATIO = 16.0
+#: A working image whose every channel has a standard deviation below this (in 8-bit levels)
+#: is blank or near-constant: about one level of noise, as a flat area of a JPEG shows, with
+#: nothing for IEM to separate. Such images get an empty mask and a warning.
+BLANK_STD = 1.0
 
 
 def working_image(photo: Image.Image, size: int, name: str) -> np.ndarray:
@@ -64,3 +68,9 @@ def working_copy(
     """
     label = name or ("<stdin>" if isinstance(source, (bytes, bytearray)) else str(source))
     return working_image(read_image(source, max_pixels=max_pixels, min_side=size, name=label), size, label)
+
+
+def is_blank(working: np.ndarray) -> bool:
+    """Whether an ``(h, w, 3)`` image is blank or near-constant (:data:`BLANK_STD`)."""
+    channels = working.reshape(-1, working.shape[-1]).astype(np.float64)
+    return bool((channels.std(axis=0) < BLANK_STD).all())
