@@ -211,7 +211,7 @@ def test_bench_set_and_segment_options_read_text_the_same_way(monkeypatch):
 
     # iem.cli.segment is also the name of the command: reach the module itself.
     monkeypatch.setattr(importlib.import_module("iem.cli.segment"), "segment_files", run)
-    args = ["segment", "x.png", "-o", "out", "--init-sizes", "44,78", "--no-smoothing", "--sigma", "2.5"]
+    args = ["segment", "x.png", "-o", "out", "--preset", "paper", "--init-sizes", "44,78", "--no-smoothing", "--sigma", "2.5"]
     assert CliRunner().invoke(main, args).exit_code == 0
     assert captured["config"] == IEMConfig.paper(**overrides)
     assert captured["config"].init_sizes == (44, 78) and captured["config"].smoothing is False
