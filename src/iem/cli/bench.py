@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import click
 
@@ -199,33 +200,41 @@ def bench(
     name = Path(dataset).resolve().name
 
     def save_partial(partial: BenchResult) -> None:
-        save_tables(partial, out, command=command)
+        with _report_files(out):
+            save_tables(partial, out, command=command)
 
-    try:
-        result = run_benchmark(
-            data,
-            built,
-            dataset_name=name,
-            batch_size=batch_size,
-            figure_rows=figure_rows,
-            figure_methods=shown,
-            seed=seed,
-            progress=not quiet,
-            on_result=save_partial,
-        )
-        for line in result.load_failures + [line for r in result.results for line in r.failures]:
-            click.echo(f"error: {line}", err=True)
+    result = run_benchmark(
+        data,
+        built,
+        dataset_name=name,
+        batch_size=batch_size,
+        figure_rows=figure_rows,
+        figure_methods=shown,
+        seed=seed,
+        progress=not quiet,
+        on_result=save_partial,
+    )
+    for line in result.load_failures + [line for r in result.results for line in r.failures]:
+        click.echo(f"error: {line}", err=True)
+    with _report_files(out):
         try:
             save_benchmark(result, out, figure_methods=shown, command=command)
         except ImportError as err:
             click.echo(f"warning: no figure: {err}", err=True)
             save_tables(result, out, command=command)
-    except OSError as err:  # only the report files are written here; reading errors are per image
-        click.echo(f"error: {err.filename or out}: cannot write ({err.strerror or err})", err=True)
-        sys.exit(EXIT_INPUT_FAILED)
     _print_table(result)
     echo_out(f"results: {Path(out) / RESULTS_JSON}")
     if result.failed or data.problems:
+        sys.exit(EXIT_INPUT_FAILED)
+
+
+@contextlib.contextmanager
+def _report_files(out: str) -> Iterator[None]:
+    """A report file that cannot be written ends the run with one line and exit status 1."""
+    try:
+        yield
+    except OSError as err:
+        click.echo(f"error: {err.filename or out}: cannot write ({err.strerror or err})", err=True)
         sys.exit(EXIT_INPUT_FAILED)
 
 
