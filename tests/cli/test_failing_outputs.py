@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from iem.cli import main
-from iem.pipeline import FAILURES_LOG
+from iem.pipeline import FAILURES_LOG, SETTINGS_RECORD
 from tests.io.samples import synthetic_photo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +103,15 @@ def full_disk(monkeypatch):
     monkeypatch.setattr("iem.io.write.os.fdopen", lambda fd, mode: io.BufferedWriter(_FullDisk(fd, "wb")))
 
 
-def test_segment_json_on_a_full_disk(tmp_path: Path, photo_file: Path, full_disk):
+def test_segment_json_on_a_full_disk(tmp_path: Path, photo_file: Path, monkeypatch):
+    # The disk fills once the run has recorded its settings, its first file.
+    real, opened = os.fdopen, []
+
+    def fdopen(fd, mode):
+        opened.append(fd)
+        return real(fd, mode) if len(opened) == 1 else io.BufferedWriter(_FullDisk(fd, "wb"))
+
+    monkeypatch.setattr("iem.io.write.os.fdopen", fdopen)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["segment", str(photo_file), "-o", str(out), "--json", *FAST])
     assert result.exit_code == 1 and result.exception is None or isinstance(result.exception, SystemExit)
@@ -113,7 +121,15 @@ def test_segment_json_on_a_full_disk(tmp_path: Path, photo_file: Path, full_disk
     assert f"{photo_file}: cannot write output {out / 'photo.mask.png'} (No space left on device)" in lines
     assert f"{out / 'summary.json'}: cannot write (No space left on device)" in lines
     assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == [FAILURES_LOG]  # no temporary left
+    assert sorted(p.name for p in out.iterdir()) == [FAILURES_LOG, SETTINGS_RECORD]  # no temporary left
+
+
+def test_segment_on_a_disk_full_from_the_start_stops_at_the_settings_record(tmp_path: Path, photo_file: Path, full_disk):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["segment", str(photo_file), "-o", str(out), "--json", *FAST])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"{out}: cannot write the settings record (No space left on device)"]
+    assert list(out.iterdir()) == []  # nothing written, no temporary left
 
 
 def test_train_checkpoint_on_a_full_disk(tmp_path: Path, full_disk):
