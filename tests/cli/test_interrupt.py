@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from iem.io.record import SETTINGS_RECORD
 from iem.io.write import TEMP_SUFFIX
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +50,7 @@ def test_a_signal_stops_the_run_cleanly(photos: Path, tmp_path: Path, sig: int, 
     child = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_restore_default_sigint)
     try:
         deadline = time.monotonic() + 120
-        while not (out.is_dir() and any(out.iterdir())):
+        while not (out.is_dir() and any(p.name != SETTINGS_RECORD for p in out.iterdir())):
             assert child.poll() is None and time.monotonic() < deadline, "the run never started writing"
             time.sleep(0.02)
         sent = time.monotonic()
@@ -64,7 +65,7 @@ def test_a_signal_stops_the_run_cleanly(photos: Path, tmp_path: Path, sig: int, 
     assert "Traceback" not in stderr and "Aborted" not in stderr, stderr
     summary = [line for line in stderr.splitlines() if line.startswith("interrupted: ")]
     assert len(summary) == 1 and "inputs in" in summary[0], stderr
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.iterdir() if p.name != SETTINGS_RECORD)
     assert not [name for name in written if name.endswith(TEMP_SUFFIX)], written
     assert len(written) < 40  # stopped before the end (10 photos x 4 outputs)
     for name in written:  # what was written is complete
