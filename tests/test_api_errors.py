@@ -123,4 +123,4 @@ def test_segment_files_takes_outputs_as_a_string(tmp_path):
         tmp_path / "a.png", tmp_path / "out", FAST, size=32, device="cpu", outputs="mask,cutout", progress=False
     )
     assert summary.segmented == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.cutout.png", "a.mask.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.cutout.png", "a.mask.png", "iem-settings.json"]

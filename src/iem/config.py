@@ -225,7 +225,7 @@ def _typed(name: str, hint: Any, value: Any) -> Any:
         ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif typing.get_origin(hint) is Literal:
-        ok = isinstance(value, str) and value in typing.get_args(hint)
+        ok = isinstance(value, str)  # which names are allowed is checked with the ranges
     elif typing.get_origin(hint) is tuple:
         ok = isinstance(value, (tuple, list)) and all(
             isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value
