@@ -50,7 +50,9 @@ def test_a_signal_stops_the_run_cleanly(photos: Path, tmp_path: Path, sig: int, 
     child = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_restore_default_sigint)
     try:
         deadline = time.monotonic() + 120
-        while not (out.is_dir() and any(p.name != SETTINGS_RECORD for p in out.iterdir())):
+        # An output (or its temporary) shows that the run is past its start: not the settings
+        # record (nor its temporary), written before anything else.
+        while not (out.is_dir() and any(SETTINGS_RECORD not in p.name for p in out.iterdir())):
             assert child.poll() is None and time.monotonic() < deadline, "the run never started writing"
             time.sleep(0.02)
         sent = time.monotonic()
