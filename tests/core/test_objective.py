@@ -94,3 +94,45 @@ def test_l1_size_error_by_hand_for_a_half_split():
     filt = LinearFilter.build(4, 40, cfg, torch.float64, "cpu")
     err = inpainting_error(x, m, gaussian_inpainter(filt, cfg.epsilon), cfg)
     assert err.item() == pytest.approx(2.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["l2_size", "l2_marginal", "l1_marginal"])
+def test_variants_score_each_image_of_a_batch_on_its_own(variant):
+    # Each image's value must not depend on the others: a sum over the batch would mix them.
+    from iem.config import VARIANTS
+
+    cfg, x, m, filt = setup(b=2, **VARIANTS[variant])
+    psi = gaussian_inpainter(filt, cfg.epsilon)
+    together = inpainting_error(x, m.double(), psi, cfg)
+    alone = torch.cat([inpainting_error(x[i : i + 1], m[i : i + 1].double(), psi, cfg) for i in range(2)])
+    assert torch.allclose(together, alone, rtol=1e-12)
+
+
+def test_one_pixel_regions_have_no_diversity_and_a_matching_gradient():
+    x = torch.tensor([1.0, 3.0, 10.0, 10.0], dtype=torch.float64).view(1, 1, 1, 4)
+    m = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64).view(1, 1, 1, 4)
+    # a lone pixel is its own mean; the background's mean is 23 / 3
+    assert diversity(x, m).item() == pytest.approx(sum((v - 23 / 3) ** 2 for v in (3.0, 10.0, 10.0)))
+    # A large lambda makes the regions' means weigh; psi from one pixel is poorly conditioned.
+    cfg, x, _, filt = setup(lambda_=1.0)
+    for lone in (True, False):  # one foreground pixel, then one background pixel
+        m = torch.full((3, 1, 20, 24), not lone, dtype=torch.bool)
+        m[:, :, 7, 9] = lone
+        closed, auto = closed_and_autograd(cfg, x, m, filt)
+        assert torch.allclose(closed, auto, rtol=1e-6, atol=1e-8 * auto.abs().max().item())
+
+
+def test_constants_of_a_subset_are_those_computed_for_it():
+    cfg, x, _, filt = setup(b=4)
+    index = torch.tensor([2, 0])
+    picked = ImageConstants.compute(x, filt, cfg.epsilon).select(index)
+    direct = ImageConstants.compute(x[index], filt, cfg.epsilon)
+    for field in ("images", "image_sums", "whole_numerator", "whole_denominator"):
+        assert torch.allclose(getattr(picked, field), getattr(direct, field), rtol=1e-12), field
+
+
+def test_reciprocal_is_zero_where_a_region_is_empty():
+    from iem.core.objective import _reciprocal_or_zero
+
+    values = torch.tensor([4.0, 0.0, -0.0])
+    assert _reciprocal_or_zero(values).tolist() == [0.25, 0.0, 0.0]
