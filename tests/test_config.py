@@ -97,6 +97,9 @@ def test_every_ablation_and_variant_is_a_valid_config():
         ("smoothing_rule", "paper", "Paper", "smoothing_rule must be 'code' or 'paper'"),
         ("numerator_norm", "l2", "L2", "numerator_norm must be 'l1' or 'l2'"),
         ("normalizer", "marginal", "margin", "normalizer must be 'size' or 'marginal'"),
+        ("grabcut_iterations", 1, 0, "grabcut_iterations must be an integer >= 1"),
+        ("grabcut_border", 0, -1, "grabcut_border must be an integer in [0, 64)"),
+        ("grabcut_border", 63, 64, "grabcut_border must be an integer in [0, 64)"),
     ],
 )
 def test_each_setting_accepts_its_edge_and_names_the_first_bad_value(field, edge, beyond, message):
