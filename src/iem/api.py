@@ -22,6 +22,7 @@ from iem.core.filters import LinearFilter
 from iem.core.guidance import guidance_at, pin, pin_full
 from iem.core.inpaint import Inpainter, gaussian_inpainter, inpaint_from_other_region
 from iem.core.masks import initial_masks
+from iem.core.refine import refine_on_photo
 from iem.imaging import to_tensor
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
@@ -177,8 +178,9 @@ def segment(
 
     The photo path of ``iem segment``: the whole image is resized (bilinear, antialiased) so
     that its shorter side is ``size`` pixels, IEM runs there, and the mask is brought back to
-    the input's size with the guided filter (:func:`iem.io.upsample_mask`). Given a path, the
-    file is read as ``iem segment`` reads it (a JPEG's working copy decoded at a reduced
+    the input's size with the guided filter (:func:`iem.io.upsample_mask`), after a second
+    GrabCut pass at ``config.grabcut_photo_size`` (:func:`iem.core.refine.refine_on_photo`).
+    Given a path, the file is read as ``iem segment`` reads it (a JPEG's working copy decoded at a reduced
     scale), so the mask is the one ``iem segment`` writes for that file with the same settings.
 
     Args:
@@ -230,7 +232,8 @@ def segment(
     init = box_init if init is None else init
     pins = (None, None) if fixed is None else (fixed[:, :1], fixed[:, 1:])
     mask = segment_batch(batch, config, device, init_masks=init, foreground=pins[0], background=pins[1]).masks
-    return pin_full(upsample_mask(mask[0, 0].numpy(), photo, upsample), foreground, background)
+    refined = refine_on_photo(np.asarray(photo), mask[0, 0].numpy(), config)
+    return pin_full(upsample_mask(refined, photo, upsample), foreground, background)
 
 
 def inpaint(images: torch.Tensor, masks: torch.Tensor, config: Optional[IEMConfig] = None) -> torch.Tensor:

@@ -61,6 +61,10 @@ class IEMConfig:
         grabcut_iterations: GrabCut iterations of that refinement.
         grabcut_border: Width in pixels, at 128 px and scaled with the shorter side, of the ring
             along the image border that the refinement takes as certain background (0: none).
+        grabcut_photo_size: Photo path only (``iem.segment``, ``iem.segment_files``, ``iem
+            segment``): with ``grabcut``, GrabCut runs a second time on the photo brought to
+            this shorter side (never enlarged), from the working-size mask, before the mask is
+            brought to the photo's size; 0 (or not above the working size): no second pass.
     """
 
     iterations: int = 150
@@ -80,6 +84,7 @@ class IEMConfig:
     grabcut: bool = False
     grabcut_iterations: int = 5
     grabcut_border: int = 2
+    grabcut_photo_size: int = 0
 
     def __post_init__(self) -> None:
         for name, hint in field_types().items():
@@ -108,6 +113,10 @@ class IEMConfig:
             (
                 isinstance(self.grabcut_border, int) and 0 <= self.grabcut_border < REFERENCE_SIZE // 2,
                 f"grabcut_border must be an integer in [0, {REFERENCE_SIZE // 2})",
+            ),
+            (
+                isinstance(self.grabcut_photo_size, int) and self.grabcut_photo_size >= 0,
+                "grabcut_photo_size must be an integer >= 0",
             ),
         ]
         for ok, message in checks:

@@ -44,6 +44,7 @@ from iem.config import IEMConfig
 from iem.core import kernels
 from iem.core.engine import resolve_device
 from iem.core.guidance import guidance_at, pin_full
+from iem.core.refine import refine_on_photo
 from iem.imaging import to_uint8
 from iem.io.outputs import OUTPUT_SUFFIXES, OUTPUTS, output_paths, write_outputs
 from iem.io.record import SETTINGS_RECORD, SettingsMismatch, record_settings
@@ -329,7 +330,8 @@ def segment_bytes(
     init, fixed = guidance_at((photo.height, photo.width), working.shape[:2], box, foreground, background)
     soft = segmenter.soft_masks(_batch_tensor([working]), init, fixed)
     soft = _empty_where_blank(soft, [is_blank(working)])[0, 0].numpy()
-    return pin_full(upsample_mask(soft, photo, upsample), foreground, background)
+    refined = refine_on_photo(np.asarray(photo), soft, config)
+    return pin_full(upsample_mask(refined, photo, upsample), foreground, background)
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,10 +494,11 @@ def _write_stage(
     max_pixels: Optional[int],
     cleaner: StaleTemporaries,
     stop: threading.Event,
+    config: IEMConfig,
 ) -> None:
     """Full-resolution mask and outputs for each result; runs in writer threads."""
     with cancel_writes_on(stop):
-        _write_results(results, report, upsample, max_pixels, cleaner, stop)
+        _write_results(results, report, upsample, max_pixels, cleaner, stop, config)
 
 
 def _write_results(
@@ -505,6 +508,7 @@ def _write_results(
     max_pixels: Optional[int],
     cleaner: StaleTemporaries,
     stop: threading.Event,
+    config: IEMConfig,
 ) -> None:
     while not stop.is_set():
         try:
@@ -515,7 +519,7 @@ def _write_results(
             return
         name = str(result.job.item.path)
         try:
-            _write_outputs(result, upsample, max_pixels, cleaner, name)
+            _write_outputs(result, upsample, max_pixels, cleaner, name, config)
         except WriteCancelled:
             return  # stopping: this image's outputs are left for the rerun
         except ImageReadError as err:
@@ -530,11 +534,16 @@ def _write_results(
 
 
 def _write_outputs(
-    result: _Result, upsample: UpsampleMethod, max_pixels: Optional[int], cleaner: StaleTemporaries, name: str
+    result: _Result,
+    upsample: UpsampleMethod,
+    max_pixels: Optional[int],
+    cleaner: StaleTemporaries,
+    name: str,
+    config: IEMConfig,
 ) -> None:
     photo = read_image(result.job.data, max_pixels=max_pixels, name=name)
     check_cancelled()
-    mask = upsample_mask(result.soft, photo, upsample)
+    mask = upsample_mask(refine_on_photo(np.asarray(photo), result.soft, config), photo, upsample)
     write_outputs(result.job.targets, photo, mask, result.inpainted, cleaner)
 
 
@@ -737,7 +746,7 @@ def segment_files(
     writers = [
         _Stage(
             target=_write_stage,
-            args=(results, report, upsample, max_pixels, cleaner, stop),
+            args=(results, report, upsample, max_pixels, cleaner, stop, config),
             name=f"iem-writer-{i}",
             daemon=True,
         )

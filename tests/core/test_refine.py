@@ -8,7 +8,7 @@ pytest.importorskip("cv2")
 
 import iem
 from iem.config import IEMConfig
-from iem.core.refine import border_width, grabcut_labels, grabcut_refine, grabcut_refine_one
+from iem.core.refine import border_width, grabcut_labels, grabcut_refine, grabcut_refine_one, refine_on_photo
 
 
 def disc_scene(size=48, radius=12, seed=0):
@@ -89,3 +89,24 @@ def test_segment_batch_refines_the_kept_iem_masks():
     assert torch.equal(refined.masks, expected)
     assert torch.equal(refined.scores, plain.scores) and torch.equal(refined.init, plain.init)
     assert (refined.masks[0, 0].numpy() == disc).mean() > 0.97
+
+
+def test_photo_pass_follows_the_photo_edges_from_a_coarse_mask():
+    photo, disc = disc_scene(size=96, radius=30)
+    coarse = np.zeros((24, 24), bool)
+    coarse[4:20, 4:20] = True  # a blocky square at a quarter of the size, around the disc
+    config = IEMConfig.best(grabcut_photo_size=96)
+    refined = refine_on_photo(photo, coarse, config)
+    assert refined.shape == (96, 96) and refined.dtype == bool
+    assert (refined & disc).sum() / (refined | disc).sum() > 0.95
+
+
+def test_photo_pass_size_never_enlarges_and_can_be_off():
+    photo, _ = disc_scene(size=64, radius=20)
+    photo = np.ascontiguousarray(np.concatenate([photo, photo[:, :32]], axis=1))  # 64 x 96
+    soft = np.full((16, 24), 0.25, np.float32)
+    soft[4:12, 6:18] = 0.75
+    assert refine_on_photo(photo, soft, IEMConfig.best(grabcut_photo_size=500)).shape == (64, 96)
+    assert refine_on_photo(photo, soft, IEMConfig.best(grabcut_photo_size=32)).shape == (32, 48)
+    for config in (IEMConfig.best(), IEMConfig.paper(grabcut_photo_size=64), IEMConfig.best(grabcut_photo_size=16)):
+        assert refine_on_photo(photo, soft, config) is soft  # off: the working mask as it was
