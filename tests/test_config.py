@@ -26,7 +26,7 @@ def test_released_preset_uses_one_square_of_78():
 def test_best_preset_is_the_paper_then_grabcut():
     best = IEMConfig.best()
     assert best.grabcut and not IEMConfig.paper().grabcut and not IEMConfig.released().grabcut
-    assert best.replace(grabcut=False) == IEMConfig.paper()
+    assert best.replace(grabcut=False, grabcut_photo_size=0) == IEMConfig.paper()
     assert IEMConfig.preset("best", grabcut_iterations=2).grabcut_iterations == 2
 
 

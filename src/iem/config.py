@@ -137,8 +137,9 @@ class IEMConfig:
     def best(cls, **overrides: Any) -> "IEMConfig":
         """The most accurate learning-free settings found (docs/beyond.md); may change between
         versions, unlike :meth:`paper` and :meth:`released`: the paper's IEM, then a GrabCut
-        refinement from its mask with the image border as background."""
-        return cls(**{"grabcut": True, **overrides})
+        refinement from its mask with the image border as background; in the photo path a
+        second GrabCut pass on the photo at 384 px (shorter side)."""
+        return cls(**{"grabcut": True, "grabcut_photo_size": 384, **overrides})
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "IEMConfig":

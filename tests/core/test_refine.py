@@ -108,5 +108,5 @@ def test_photo_pass_size_never_enlarges_and_can_be_off():
     soft[4:12, 6:18] = 0.75
     assert refine_on_photo(photo, soft, IEMConfig.best(grabcut_photo_size=500)).shape == (64, 96)
     assert refine_on_photo(photo, soft, IEMConfig.best(grabcut_photo_size=32)).shape == (32, 48)
-    for config in (IEMConfig.best(), IEMConfig.paper(grabcut_photo_size=64), IEMConfig.best(grabcut_photo_size=16)):
+    for config in (IEMConfig.best(grabcut_photo_size=0), IEMConfig.paper(grabcut_photo_size=64), IEMConfig.best(grabcut_photo_size=16)):
         assert refine_on_photo(photo, soft, config) is soft  # off: the working mask as it was
