@@ -61,6 +61,9 @@ class IEMConfig:
         grabcut_iterations: GrabCut iterations of that refinement.
         grabcut_border: Width in pixels, at 128 px and scaled with the shorter side, of the ring
             along the image border that the refinement takes as certain background (0: none).
+        grabcut_box_union: With ``grabcut``, also run GrabCut from the box just inside that
+            ring (all other pixels probable foreground) and keep the union of the two masks:
+            the two starts fail on different images (docs/beyond.md).
         grabcut_photo_size: Photo path only (``iem.segment``, ``iem.segment_files``, ``iem
             segment``): with ``grabcut``, GrabCut runs a second time on the photo brought to
             this shorter side (never enlarged), from the working-size mask, before the mask is
@@ -84,6 +87,7 @@ class IEMConfig:
     grabcut: bool = False
     grabcut_iterations: int = 5
     grabcut_border: int = 2
+    grabcut_box_union: bool = False
     grabcut_photo_size: int = 0
 
     def __post_init__(self) -> None:

@@ -140,9 +140,9 @@ def test_recorded_gpu_check_renders_as_rows_of_the_summary(tmp_path, capsys):
 
 
 def test_quality_parses_settings_and_pairs_differences():
-    method = quality.parse_method("nb=best:grabcut=false;init_sizes=(44, 78);sigma=4.5;smoothing_rule=paper", "cpu")
+    method = quality.parse_method("nb=paper:grabcut=true;init_sizes=(44, 78);sigma=4.5;smoothing_rule=paper", "cpu")
     assert method.name == "nb"
-    assert method.config == IEMConfig(init_sizes=(44, 78), sigma=4.5, smoothing_rule="paper")
+    assert method.config == IEMConfig(grabcut=True, init_sizes=(44, 78), sigma=4.5, smoothing_rule="paper")
     delta, se = quality.paired(torch.tensor([0.5, 0.7, 0.9]), torch.tensor([0.4, 0.4, 0.4]))
     # differences 10, 30, 50 points: mean 30, sample std 20, SE 20 / sqrt(3)
     assert delta == pytest.approx(30.0) and se == pytest.approx(20.0 / 3**0.5)

@@ -110,3 +110,16 @@ def test_photo_pass_size_never_enlarges_and_can_be_off():
     assert refine_on_photo(photo, soft, IEMConfig.best(grabcut_photo_size=32)).shape == (32, 48)
     for config in (IEMConfig.best(grabcut_photo_size=0), IEMConfig.paper(grabcut_photo_size=64), IEMConfig.best(grabcut_photo_size=16)):
         assert refine_on_photo(photo, soft, config) is soft  # off: the working mask as it was
+
+
+def test_box_union_adds_the_cut_started_from_the_box():
+    image, disc = disc_scene(seed=1)
+    start = np.zeros_like(disc)
+    start[20:28, 20:28] = True  # a small part of the disc
+    box = np.ones_like(disc)
+    alone = grabcut_refine_one(image, start, 3, 2)
+    from_box = grabcut_refine_one(image, box, 3, 2)
+    np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 2, box_union=True), alone | from_box)
+    assert (from_box & disc).sum() / (from_box | disc).sum() > 0.95
+    nothing = np.zeros_like(disc)  # no start to model: the union is the box's cut
+    np.testing.assert_array_equal(grabcut_refine_one(image, nothing, 3, 2, box_union=True), from_box)

@@ -51,19 +51,7 @@ def grabcut_labels(mask: np.ndarray, border: int) -> np.ndarray:
     return labels
 
 
-def grabcut_refine_one(image: np.ndarray, mask: np.ndarray, iterations: int, border: int) -> np.ndarray:
-    """GrabCut from IEM's mask on one image.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 RGB.
-        mask: ``(H, W)`` bool starting foreground.
-        iterations: GrabCut iterations.
-        border: width in pixels of the certain-background ring.
-
-    Returns:
-        ``(H, W)`` bool refined foreground; ``mask`` itself when either starting region has
-        fewer than :data:`GMM_COMPONENTS` pixels.
-    """
+def _grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int) -> np.ndarray:
     import cv2
 
     labels = grabcut_labels(mask, border)
@@ -78,8 +66,36 @@ def grabcut_refine_one(image: np.ndarray, mask: np.ndarray, iterations: int, bor
     return (labels == 1) | (labels == 3)
 
 
+def grabcut_refine_one(
+    image: np.ndarray, mask: np.ndarray, iterations: int, border: int, box_union: bool = False
+) -> np.ndarray:
+    """GrabCut from IEM's mask on one image.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        mask: ``(H, W)`` bool starting foreground.
+        iterations: GrabCut iterations.
+        border: width in pixels of the certain-background ring.
+        box_union: also run GrabCut from the box inside the ring (every pixel off the ring
+            probable foreground) and return the union of the two results.
+
+    Returns:
+        ``(H, W)`` bool refined foreground. A run whose starting foreground or background has
+        fewer than :data:`GMM_COMPONENTS` pixels returns its start unchanged.
+    """
+    refined = _grabcut(image, mask, iterations, border)
+    if box_union:
+        refined = refined | _grabcut(image, np.ones_like(mask), iterations, border)
+    return refined
+
+
 def grabcut_refine(
-    images: torch.Tensor, masks: torch.Tensor, iterations: int, border: int, workers: Optional[int] = None
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    iterations: int,
+    border: int,
+    box_union: bool = False,
+    workers: Optional[int] = None,
 ) -> torch.Tensor:
     """GrabCut started from each image's mask (:func:`grabcut_refine_one`), images in parallel.
 
@@ -88,6 +104,7 @@ def grabcut_refine(
         masks: ``(B, 1, H, W)`` bool.
         iterations: GrabCut iterations.
         border: ring width at 128 px (:func:`border_width`).
+        box_union: as in :func:`grabcut_refine_one`.
         workers: threads (OpenCV releases the GIL); torch's thread count when None.
 
     Returns:
@@ -107,7 +124,7 @@ def grabcut_refine(
     flat = masks.detach().cpu().numpy()[:, 0]
 
     def one(index: int) -> np.ndarray:
-        return grabcut_refine_one(to_uint8(images[index]), flat[index], iterations, ring)
+        return grabcut_refine_one(to_uint8(images[index]), flat[index], iterations, ring, box_union)
 
     count = workers or torch.get_num_threads()
     with ThreadPoolExecutor(max(1, min(count, images.shape[0]))) as pool:
@@ -126,7 +143,8 @@ def refine_on_photo(photo: np.ndarray, mask: np.ndarray, config: IEMConfig) -> n
     Args:
         photo: ``(H, W, 3)`` uint8 RGB photo.
         mask: ``(h, w)`` bool or soft in [0, 1] working-size mask covering the whole photo.
-        config: ``grabcut``, ``grabcut_photo_size``, ``grabcut_iterations``, ``grabcut_border``.
+        config: ``grabcut``, ``grabcut_photo_size``, ``grabcut_iterations``, ``grabcut_border``,
+            ``grabcut_box_union``.
 
     Returns:
         ``(h', w')`` bool mask at the refinement size; ``mask`` itself when the pass is off
@@ -143,4 +161,6 @@ def refine_on_photo(photo: np.ndarray, mask: np.ndarray, config: IEMConfig) -> n
     image = picture[0].round().clamp(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
     start = F.interpolate(torch.from_numpy(mask)[None, None], size=(height, width), mode="bilinear", align_corners=False)
     ring = border_width(config.grabcut_border, height, width)
-    return grabcut_refine_one(image, start[0, 0].numpy() >= 0.5, config.grabcut_iterations, ring)
+    return grabcut_refine_one(
+        image, start[0, 0].numpy() >= 0.5, config.grabcut_iterations, ring, config.grabcut_box_union
+    )
