@@ -17,7 +17,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from iem.config import REFERENCE_SIZE, IEMConfig
 from iem.imaging import to_uint8, working_size
@@ -154,13 +153,12 @@ def refine_on_photo(photo: np.ndarray, mask: np.ndarray, config: IEMConfig) -> n
     if not config.grabcut or target <= min(np.shape(mask)):
         return mask
     mask = np.asarray(mask, dtype=np.float32)
+    import cv2
+
     height, width = working_size(photo.shape[0], photo.shape[1], target)
-    picture = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).unsqueeze(0).float()
-    if (height, width) != photo.shape[:2]:
-        picture = F.interpolate(picture, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-    image = picture[0].round().clamp(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
-    start = F.interpolate(torch.from_numpy(mask)[None, None], size=(height, width), mode="bilinear", align_corners=False)
+    # Area averaging to shrink the photo (no aliasing, no float copy of a large photo),
+    # bilinear to enlarge the mask; both on OpenCV, which the pass needs anyway.
+    image = photo if (height, width) == photo.shape[:2] else cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
+    start = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
     ring = border_width(config.grabcut_border, height, width)
-    return grabcut_refine_one(
-        image, start[0, 0].numpy() >= 0.5, config.grabcut_iterations, ring, config.grabcut_box_union
-    )
+    return grabcut_refine_one(image, start, config.grabcut_iterations, ring, config.grabcut_box_union)
