@@ -37,6 +37,7 @@ from starlette.staticfiles import StaticFiles
 import iem
 from iem.config import PRESETS, IEMConfig
 from iem.core.guidance import guidance_at, pin_full
+from iem.core.refine import refine_on_photo
 from iem.imaging import to_tensor
 from iem.io.read import ImageReadError, read_image, read_marks
 from iem.io.render import cutout_image, mask_image
@@ -168,7 +169,9 @@ def prepare(upload: Upload, options: Options, settings: ServeSettings) -> Prepar
 
 def finish(prepared: Prepared, soft: torch.Tensor, output: str) -> bytes:
     """The PNG answer at the photo's resolution (runs in a worker thread)."""
-    mask = upsample_mask(soft.numpy(), prepared.photo, "guided")
+    config = IEMConfig.preset(prepared.job.key[0])  # the photo path's GrabCut pass, as iem segment has it
+    refined = refine_on_photo(np.asarray(prepared.photo), soft.numpy(), config)
+    mask = upsample_mask(refined, prepared.photo, "guided")
     mask = pin_full(mask, prepared.marks["foreground"], prepared.marks["background"])
     picture = mask_image(mask) if output == "mask" else cutout_image(prepared.photo, mask)
     buffer = io.BytesIO()
