@@ -9,7 +9,9 @@ from iem import metrics
 from iem.api import inpaint, segment, segment_batch
 from iem.config import IEMConfig
 from iem.core.engine import IEMResult
-from iem.pipeline import RunSummary, segment_files
+from iem.pipeline import RunSummary
+# segment_files with client= and fsspec URLs too; Dask and fsspec are imported only when used.
+from iem.distributed import segment_files
 
 __version__ = "0.1.0"
 

@@ -176,7 +176,7 @@ class RunSummary:
         if self.out_dir is not None:
             text += f"; outputs in {self.out_dir}"
             if self.failures:
-                text += f", failures listed in {Path(self.out_dir) / FAILURES_LOG}"
+                text += f", failures listed in {os.path.join(self.out_dir, FAILURES_LOG)}"
         return text
 
     def to_dict(self) -> Dict[str, Any]:
@@ -588,6 +588,23 @@ def parse_outputs(outputs: Union[str, Sequence[str]]) -> Tuple[str, ...]:
     return names
 
 
+def check_settings(
+    config: IEMConfig, outputs: Union[str, Sequence[str]], size: int, batch_size: int, upsample: str
+) -> Tuple[str, ...]:
+    """Validate a run's settings; return the outputs as :func:`parse_outputs` gives them.
+
+    Raises:
+        ValueError: an unknown output or upsampling method, or a size or batch size too small.
+    """
+    outputs = parse_outputs(outputs)
+    if upsample not in UPSAMPLE_METHODS:
+        raise ValueError(f"upsample must be one of {UPSAMPLE_METHODS}, got {upsample!r}")
+    _check_size(size, config)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return outputs
+
+
 def _check_size(size: int, config: IEMConfig) -> None:
     if not isinstance(size, int) or size < MIN_SIZE:
         raise ValueError(f"size must be an integer >= {MIN_SIZE}, got {size!r}")
@@ -714,12 +731,7 @@ def segment_files(
         inputs = [inputs]
     inputs = list(inputs)
     config = resolve_config(config, IEMConfig.best)
-    outputs = parse_outputs(outputs)
-    if upsample not in UPSAMPLE_METHODS:
-        raise ValueError(f"upsample must be one of {UPSAMPLE_METHODS}, got {upsample!r}")
-    _check_size(size, config)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    outputs = check_settings(config, outputs, size, batch_size, upsample)
     segmenter = Segmenter(config, device, model, refine)
     out = check_output_folder(out_dir)
 

@@ -21,6 +21,7 @@ import click
 from iem.cli.guidance import guidance_options, segment_guided
 from iem.cli.output import echo_out, signal_exit_code, signals_as_interrupts, write_out
 from iem.config import PRESETS, IEMConfig, parse_setting
+from iem.distributed import segment_files
 from iem.io.names import printable_line
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError
 from iem.io.upsample import UPSAMPLE_METHODS
@@ -37,7 +38,6 @@ from iem.pipeline import (
     SettingsMismatch,
     parse_outputs,
     segment_bytes,
-    segment_files,
 )
 
 #: Prefix of the Python names the generated options are stored under.
@@ -168,8 +168,9 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
     "-o",
     "--out",
     "out_dir",
-    type=click.Path(path_type=Path),
-    help="Output folder; it mirrors the input tree and may be the input folder itself. Not used with '-'.",
+    type=str,
+    help="Output folder or fsspec URL (s3://bucket/masks); it mirrors the input tree and may be the input folder "
+    "itself. Not used with '-'.",
 )
 @click.option(
     "--outputs",
@@ -227,6 +228,17 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
     help="Checkpoint of a trained network (iem train): its masks replace IEM's.",
 )
 @click.option("--refine", is_flag=True, help="With --model: run IEM starting from the network's masks.")
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Run on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for N worker "
+    "processes on this machine. Needs iem[distributed].",
+)
+@click.option(
+    "--task-size",
+    type=click.IntRange(min=1),
+    help="With --cluster: images per task. [default: about 4 tasks per worker thread, at most 256]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line (failures are still printed).")
 @guidance_options
 @config_options
@@ -234,7 +246,7 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
 def segment(
     ctx: click.Context,
     inputs: Sequence[str],
-    out_dir: Optional[Path],
+    out_dir: Optional[str],
     outputs: Tuple[str, ...],
     preset: str,
     size: int,
@@ -246,6 +258,8 @@ def segment(
     json_summary: bool,
     model: Optional[Path],
     refine: bool,
+    cluster: Optional[str],
+    task_size: Optional[int],
     quiet: bool,
     box: Optional[Tuple[float, ...]],
     foreground_mask: Optional[Path],
@@ -255,7 +269,8 @@ def segment(
     """Segment the foreground of photos with IEM.
 
     INPUTS are image files, folders (walked recursively) and glob patterns ('**' spans
-    folders). Each image gets OUT/<its path>.mask.png at its original resolution (plus
+    folders), or fsspec URLs (s3://bucket/photos; credentials the usual fsspec way). Each
+    image gets OUT/<its path>.mask.png at its original resolution (plus
     .cutout.png, .overlay.jpg, .inpaint.png as chosen with --outputs). Outputs that exist are
     skipped, so an interrupted run is finished by running it again; the settings are recorded
     in OUT/iem-settings.json and a run with other settings is refused unless --overwrite. OUT
@@ -274,6 +289,8 @@ def segment(
       iem segment - < photo.jpg > mask.png
       iem segment photos/ -o out/ --model segnet.pt --refine --json
       iem segment photo.jpg -o out/ --box 40,30,600,470 --background-mask bg.png
+      iem segment photos/ -o out/ --cluster local:2
+      iem segment s3://bucket/photos -o s3://bucket/masks --cluster tcp://scheduler:8786
     """
     config = config_from_options(preset, config_values)
     if device == "cuda":
@@ -304,7 +321,11 @@ def segment(
 
         tqdm.write(failure.line(), file=sys.stderr)
 
-    with _user_errors(ctx, model, OutputFolderError), signals_as_interrupts() as received:
+    if task_size is not None and cluster is None:
+        raise click.UsageError("--task-size needs --cluster")
+    with _user_errors(ctx, model, OutputFolderError), signals_as_interrupts() as received, _cluster(
+        ctx, cluster
+    ) as client:
         try:
             summary = segment_files(
                 list(inputs),
@@ -322,6 +343,8 @@ def segment(
                 max_pixels=max_pixels,
                 on_failure=print_failure,
                 write_summary=json_summary,
+                client=client,
+                task_size=task_size,
             )
         except RunInterrupted as stopped:
             _report(stopped.summary, json_summary, quiet)
@@ -368,6 +391,29 @@ def _user_errors(ctx: click.Context, model: Optional[Path], failures: Type[Excep
         raise
 
 
+@contextlib.contextmanager
+def _cluster(ctx: click.Context, address: Optional[str]) -> Iterator[Any]:
+    """The Dask client of --cluster (None without it); a scheduler or store that cannot be
+    reached is one line and exit status 2."""
+    from iem.io.storage import StorageError
+
+    if address is None:
+        try:
+            yield None
+        except StorageError as err:
+            click.echo(str(err), err=True)
+            ctx.exit(2)
+        return
+    from iem.distributed import ClusterError, connect
+
+    try:
+        with connect(address) as client:
+            yield client
+    except (ClusterError, StorageError) as err:
+        click.echo(str(err), err=True)
+        ctx.exit(2)
+
+
 def _model_error(err: Exception, model: Optional[Path]) -> None:
     """A checkpoint that cannot be loaded is a bad --model value (exit 2), not a crash."""
     if model is None:
@@ -383,7 +429,7 @@ def _model_error(err: Exception, model: Optional[Path]) -> None:
 def _segment_stdin(
     ctx: click.Context,
     inputs: Sequence[str],
-    out_dir: Optional[Path],
+    out_dir: Optional[str],
     outputs: Tuple[str, ...],
     config: IEMConfig,
     size: int,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import click
 
@@ -46,6 +47,11 @@ _DEVICES = ("auto", "cpu", "cuda")
 @click.option("--device", type=click.Choice(_DEVICES), default="auto", show_default=True, help="Where to compute.")
 @click.option("--fresh", is_flag=True, help="Start over, ignoring (and replacing) an existing checkpoint.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the IEM mask cache (OUT stem + .iem.npz).")
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Compute IEM's masks on a Dask cluster: tcp://host:8786, or local:N worker processes.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars and no summary line.")
 @click.option("--preset", type=click.Choice(PRESETS), default="paper", show_default=True, help="IEM settings of phase 1.")
 @config_options
@@ -65,6 +71,7 @@ def train(
     device: str,
     fresh: bool,
     no_cache: bool,
+    cluster: Optional[str],
     quiet: bool,
     preset: str,
     **config_values: Any,
@@ -86,6 +93,7 @@ def train(
       iem train ../shared/data/weizmann_horse/images --out horse.pt
       iem train photos/ --out model.pt --epochs 20 --top-k 200 --device cuda
       iem train 'birds/**/*.jpg' --out birds.pt --preset released --iterations 100
+      iem train photos/ --out model.pt --cluster tcp://scheduler:8786
     """
     from iem.segnet import CheckpointError, NothingToTrain, TrainSettings, train_from_files
     from iem.segnet.data import collect_image_paths
@@ -119,16 +127,18 @@ def train(
     if not paths:
         raise click.UsageError("no image found among the inputs")
     try:
-        report = train_from_files(
-            paths,
-            out,
-            settings,
-            config,
-            device=device,
-            resume=not fresh,
-            cache=not no_cache,
-            progress=not quiet,
-        )
+        with _on_cluster(ctx, cluster, config, device) as segment_chunks:
+            report = train_from_files(
+                paths,
+                out,
+                settings,
+                config,
+                device=device,
+                resume=not fresh,
+                cache=not no_cache,
+                progress=not quiet,
+                segment_chunks=segment_chunks,
+            )
     except NothingToTrain as err:
         for line in err.errors:
             click.echo(printable_line(line), err=True)
@@ -154,3 +164,19 @@ def train(
     failed = bool(report.errors or problems)
     ctx.exit(EXIT_INPUT_FAILED if failed else 0)
 
+
+
+@contextlib.contextmanager
+def _on_cluster(ctx: click.Context, address: Optional[str], config: Any, device: str) -> Iterator[Any]:
+    """With --cluster, IEM's chunks go to the cluster; an unreachable one is one line, exit 2."""
+    if address is None:
+        yield None
+        return
+    from iem.distributed import ClusterError, chunk_runner, connect
+
+    try:
+        with connect(address) as client:
+            yield chunk_runner(client, config, device)
+    except ClusterError as err:
+        click.echo(str(err), err=True)
+        ctx.exit(EXIT_USAGE)

@@ -17,7 +17,7 @@ from iem import IEMConfig
 from iem.api import resolve_config
 from iem.io.write import write_plan
 from iem.segnet.data import PROTOCOL_SIZE, load_collection
-from iem.segnet.pseudo import PseudoLabels, default_cache_path, iem_pseudo_labels
+from iem.segnet.pseudo import ChunkRunner, PseudoLabels, default_cache_path, iem_pseudo_labels
 from iem.segnet.select import select_top
 from iem.segnet.train import TrainResult, TrainSettings, train_segnet
 
@@ -63,6 +63,7 @@ def train_from_files(
     resume: bool = True,
     cache: bool = True,
     progress: bool = False,
+    segment_chunks: Optional[ChunkRunner] = None,
 ) -> PipelineReport:
     """Train a segmentation network on a collection without any label (section 3.3).
 
@@ -81,6 +82,8 @@ def train_from_files(
         resume: Continue an interrupted or shorter run found in ``out``.
         cache: Read and write the IEM mask cache.
         progress: Show tqdm bars.
+        segment_chunks: where IEM runs (see :func:`~iem.segnet.pseudo.iem_pseudo_labels`), e.g.
+            on a Dask cluster with :func:`iem.distributed.chunk_runner`.
 
     Raises:
         NothingToTrain: no readable image, or no usable pseudo-label.
@@ -99,7 +102,10 @@ def train_from_files(
 
     cache_path = default_cache_path(out) if cache else None
     with tqdm(total=len(collection.paths), desc="IEM", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-        labels = iem_pseudo_labels(collection.images, collection.paths, iem_config, cache_path, device, progress=bar.update)
+        labels = iem_pseudo_labels(
+            collection.images, collection.paths, iem_config, cache_path, device, progress=bar.update,
+            segment_chunks=segment_chunks,
+        )
 
     selected = select_top(labels.scores, settings.top_k, settings.top_fraction, masks=labels.masks)
     if selected.numel() == 0:

@@ -13,12 +13,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from iem import IEMConfig, segment_batch
+from iem import IEMConfig, IEMResult, segment_batch
 from iem.api import resolve_config
 from iem.io import atomic_write
 
@@ -28,6 +28,9 @@ PathLike = Union[str, os.PathLike]
 DEFAULT_CACHE_CHUNK = 32
 #: Bumped when the cache layout or what the key covers changes.
 CACHE_VERSION = 1
+
+#: Runs IEM on ``(B, 3, S, S)`` chunks, yielding one :class:`iem.IEMResult` per chunk, in order.
+ChunkRunner = Callable[[Iterable[torch.Tensor]], Iterator[IEMResult]]
 
 
 @dataclass
@@ -98,6 +101,7 @@ def iem_pseudo_labels(
     device: str = "auto",
     chunk: int = DEFAULT_CACHE_CHUNK,
     progress: Optional[Callable[[int], None]] = None,
+    segment_chunks: Optional[ChunkRunner] = None,
 ) -> PseudoLabels:
     """Run IEM (phase 1) over a collection, reusing and extending a cache when given.
 
@@ -110,6 +114,9 @@ def iem_pseudo_labels(
         chunk: Images per :func:`iem.segment_batch` call between cache writes.
         progress: Optional callable receiving the number of images finished after each chunk
             (cached images are reported at once).
+        segment_chunks: runs IEM on the chunks, yielding their results in order (e.g. on a
+            Dask cluster: :func:`iem.distributed.chunk_runner`); by default
+            :func:`iem.segment_batch` here, one chunk after the other.
 
     Returns:
         :class:`PseudoLabels` for all ``N`` images.
@@ -128,14 +135,15 @@ def iem_pseudo_labels(
         masks, scores, done = np.zeros((n, side, side), dtype=bool), np.full(n, np.nan), 0
     if progress is not None and done:
         progress(done)
-    while done < n:
-        stop = min(n, done + max(1, int(chunk)))
-        result = segment_batch(images[done:stop], config=config, device=device)
-        masks[done:stop] = result.masks[:, 0].numpy()
-        scores[done:stop] = result.scores.double().numpy()
+    step = max(1, int(chunk))
+    spans = [(start, min(n, start + step)) for start in range(done, n, step)]
+    run = segment_chunks or (lambda chunks: (segment_batch(c, config=config, device=device) for c in chunks))
+    # Results arrive in order, so the cache always holds a finished prefix of the collection.
+    for (start, stop), result in zip(spans, run(images[a:b] for a, b in spans)):
+        masks[start:stop] = result.masks[:, 0].numpy()
+        scores[start:stop] = result.scores.double().numpy()
         if cache is not None:
             _write_cache(cache, key, masks, scores, stop)
         if progress is not None:
-            progress(stop - done)
-        done = stop
+            progress(stop - start)
     return PseudoLabels(masks=torch.from_numpy(masks).unsqueeze(1), scores=torch.from_numpy(scores))
