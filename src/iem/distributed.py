@@ -462,7 +462,17 @@ def segment_files(
         raise ValueError(f"task_size must be an integer >= 1, got {task_size!r}")
     run = inspect.signature(segment_locally).bind(inputs, out_dir, *args, **kwargs)
     run.apply_defaults()
+    unknown = sorted(set(run.arguments) - _HANDLED)
+    if unknown:  # a setting of the pipeline that the shares would silently drop
+        raise TypeError(f"segment_files: {', '.join(unknown)} not supported with a client or URLs yet")
     return _segment_in_shares(run.arguments, client, task_size)
+
+
+#: The arguments of :func:`iem.pipeline.segment_files` that a run in shares honours.
+_HANDLED = frozenset(
+    {"inputs", "out_dir", "config", "size", "device", "outputs", "overwrite", "batch_size", "progress", "model",
+     "refine", "upsample", "max_pixels", "on_failure", "write_summary"}
+)
 
 
 def _segment_in_shares(run: Dict[str, Any], client: Any, task_size: Optional[int]) -> RunSummary:
