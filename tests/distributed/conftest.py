@@ -1,7 +1,7 @@
 """Session fixtures: a few hundred tiny photos, their single-machine masks, a local S3 server and
 a LocalCluster of two worker processes on loopback.
 
-Everything is started once per session and kept small (32x40 px photos, a 16 px working size,
+Everything is started once per session and kept small (32x40 px photos, a 32 px working size,
 three iterations) so that the whole folder costs seconds, not minutes, on two shared cores.
 """
 
@@ -26,7 +26,7 @@ from iem.pipeline import segment_files  # noqa: E402
 #: Photos in the collection; one more file is corrupt on purpose.
 PHOTOS = 240
 #: Settings of every run in this folder: the same for the reference and the cluster.
-SETTINGS = dict(config=IEMConfig.paper(iterations=3), size=16, batch_size=8)
+SETTINGS = dict(config=IEMConfig.paper(iterations=3), size=32, batch_size=8)
 BROKEN = "sub/broken.png"
 BUCKET = "iem-test"
 

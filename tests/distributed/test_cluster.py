@@ -23,7 +23,7 @@ from iem.pipeline import FAILURES_LOG, SUMMARY_JSON
 from tests.distributed.conftest import BROKEN, PHOTOS, SETTINGS, read_tree
 
 REPO = Path(__file__).resolve().parents[2]
-CLI_SETTINGS = ["--preset", "paper", "--size", "16", "--iterations", "3", "--batch-size", "8"]
+CLI_SETTINGS = ["--preset", "paper", "--size", "32", "--iterations", "3", "--batch-size", "8"]
 
 
 def _no_temporaries(root: Path) -> List[str]:
