@@ -489,11 +489,14 @@ def _segment_in_shares(run: Dict[str, Any], client: Any, task_size: Optional[int
     settings = ShareSettings(config=config, outputs=outputs, model=model, started=time.time(), **options)
     summary = RunSummary(out_dir=out)
     # Each worker resolves "auto" on its own hardware; the record says so instead of guessing.
+    import torch
+
     summary.settings = _settings(
-        config, settings.size, settings.device, None, outputs, settings.overwrite, settings.batch_size,  # type: ignore[arg-type]
-        model, settings.refine, settings.upsample, settings.max_pixels,
+        config, settings.size, settings.device, torch.device("cuda" if settings.device == "cuda" else "cpu"),
+        outputs, settings.overwrite, settings.batch_size, model, settings.refine, settings.upsample,
+        settings.max_pixels,
     )
-    summary.settings["device_used"] = "chosen by each worker"
+    summary.settings.update({key: "chosen by each worker" for key in ("device_used", "cpu_loop") if key in summary.settings})
     inputs = run["inputs"]
     total = sum(1 for _ in iter_sources(inputs, exclude=out))
     share_size = task_size or auto_task_size(total, executor.threads)
