@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional
 import iem
 from benchmarks import common
 from iem import distributed
-from iem.pipeline import segment_files
+from iem.distributed import segment_files
 
 #: Trivial tasks timed for the scheduler's per-task cost.
 ROUND_TRIPS = 200

@@ -6,7 +6,6 @@ by :func:`guidance_options`, and :func:`segment_guided` runs when one of them is
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -79,9 +78,8 @@ def segment_guided(
         ImageReadError: the photo or a marks image cannot be read.
         ValueError: the guidance does not fit the photo.
     """
-    from iem.cli.output import write_out
+    from iem.cli.output import read_in, refuse_terminal_out, write_mask_out
     from iem.io.outputs import output_paths, write_outputs
-    from iem.io.render import mask_image
     from iem.io.write import StaleTemporaries
     from iem.pipeline import check_output_folder, segment_bytes
 
@@ -95,7 +93,7 @@ def segment_guided(
     }
     stdin = inputs[0] == "-"
     name = "<stdin>" if stdin else inputs[0]
-    data = click.get_binary_stream("stdin").read() if stdin else read_file_bytes(inputs[0], name)
+    data = read_in() if stdin else read_file_bytes(inputs[0], name)
     if not stdin and out_dir is None:
         raise click.UsageError("missing the output folder: give -o/--out")
     targets = {}
@@ -110,11 +108,8 @@ def segment_guided(
         max_pixels=options["max_pixels"], name=name, box=options["box"], **marks,
     )
     if stdin:
-        if click.get_binary_stream("stdout").isatty():
-            raise click.UsageError("refusing to write a PNG to the terminal: redirect stdout")
-        buffer = io.BytesIO()
-        mask_image(mask).save(buffer, format="PNG")
-        write_out(buffer.getvalue())
+        refuse_terminal_out("redirect stdout")
+        write_mask_out(mask)
         return "", 0
     photo = read_image(data, max_pixels=options["max_pixels"], name=name)
     write_outputs(targets, photo, mask, None, StaleTemporaries())

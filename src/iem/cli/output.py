@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import click
 
 from iem.io.names import printable_line, quote_name
+
+if TYPE_CHECKING:
+    import numpy
 
 #: Exit status of a command stopped by a signal: 128 + its number, as shells report it.
 EXIT_SIGNAL_BASE = 128
@@ -78,6 +82,26 @@ def write_out(data: bytes) -> None:
         stream.flush()
     except OSError as err:
         raise stdout_failed(err) from None
+
+
+def read_in() -> bytes:
+    """All of standard input, as bytes (the binary layer under ``sys.stdin``)."""
+    return sys.stdin.buffer.read()
+
+
+def refuse_terminal_out(hint: str) -> None:
+    """A usage error when standard output is a terminal: a PNG there would fill the screen."""
+    if sys.stdout.isatty():
+        raise click.UsageError(f"refusing to write a PNG to the terminal: {hint}")
+
+
+def write_mask_out(mask: "numpy.ndarray") -> None:
+    """A ``(H, W)`` bool mask as an 8-bit PNG to standard output."""
+    from iem.io.render import mask_image
+
+    buffer = io.BytesIO()
+    mask_image(mask).save(buffer, format="PNG")
+    write_out(buffer.getvalue())
 
 
 def flush_out() -> None:

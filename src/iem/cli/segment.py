@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
 import json
 import re
 import sys
@@ -19,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, T
 import click
 
 from iem.cli.guidance import guidance_options, segment_guided
-from iem.cli.output import echo_out, signal_exit_code, signals_as_interrupts, write_out
+from iem.cli.output import echo_out, read_in, refuse_terminal_out, signal_exit_code, signals_as_interrupts, write_mask_out
 from iem.config import PRESETS, IEMConfig, parse_setting
 from iem.distributed import segment_files
 from iem.io.names import printable_line
@@ -446,16 +445,10 @@ def _segment_stdin(
         raise click.UsageError("'-' writes the mask to stdout: drop -o/--out")
     if outputs != ("mask",):
         raise click.UsageError("'-' writes only the mask: drop --outputs")
-    stdout = click.get_binary_stream("stdout")
-    if stdout.isatty():
-        raise click.UsageError("refusing to write a PNG to the terminal: redirect stdout (iem segment - < in.jpg > mask.png)")
-    from iem.io.render import mask_image
-
-    data = click.get_binary_stream("stdin").read()
+    refuse_terminal_out("redirect stdout (iem segment - < in.jpg > mask.png)")
+    data = read_in()
     with _user_errors(ctx, model, ImageReadError):
         mask = segment_bytes(
             data, config, size, device, model, refine, upsample=upsample, max_pixels=max_pixels  # type: ignore[arg-type]
         )
-    buffer = io.BytesIO()
-    mask_image(mask).save(buffer, format="PNG")
-    write_out(buffer.getvalue())
+    write_mask_out(mask)
