@@ -171,3 +171,17 @@ def test_photo_path_prints_both_rates_and_their_ratio(shared_data, tmp_path, cap
     row = report["sets"]["dev"]
     assert row["photos"] == 2 and row["ratio"] == pytest.approx(row["iem_segment"]["images_per_s"] / row["segment_batch"]["images_per_s"])
     assert "ratio" in capsys.readouterr().out and json.loads(out.read_text())["sets"]["dev"]["photos"] == 2
+
+
+def test_distributed_compares_clusters_with_one_process(shared_data, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    from benchmarks import distributed as scale_out
+
+    out = tmp_path / "distributed.json"
+    data = scale_out.main(["--images", "4", "--iterations", "2", "--data", str(shared_data), "--out", str(out)])
+    assert [run["run"] for run in data["runs"]] == ["single", "cluster-1", "cluster-2"]
+    assert all(run["identical_masks"] for run in data["runs"][1:])
+    assert data["runs"][0]["ratio_to_single"] == 1.0
+    assert set(data["overhead"]) == {"task_round_trip_s", "empty_share_16_images_s"}
+    assert json.loads(out.read_text())["config"]["images"] == 4
+    assert "per task: scheduler round trip" in capsys.readouterr().out
