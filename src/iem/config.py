@@ -176,6 +176,8 @@ class IEMConfig:
 
 
 PRESETS = ("paper", "released", "best")
+#: The preset of the photo path (``iem segment``, ``iem serve``) when none is named.
+DEFAULT_PRESET = "best"
 
 #: The ablations of the paper's Table 4, as changes to a config.
 ABLATIONS: Mapping[str, Mapping[str, Any]] = {

@@ -498,39 +498,27 @@ def _write_stage(
 ) -> None:
     """Full-resolution mask and outputs for each result; runs in writer threads."""
     with cancel_writes_on(stop):
-        _write_results(results, report, upsample, max_pixels, cleaner, stop, config)
-
-
-def _write_results(
-    results: "queue.Queue[Any]",
-    report: _Report,
-    upsample: UpsampleMethod,
-    max_pixels: Optional[int],
-    cleaner: StaleTemporaries,
-    stop: threading.Event,
-    config: IEMConfig,
-) -> None:
-    while not stop.is_set():
-        try:
-            result = results.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if result is _END:
-            return
-        name = str(result.job.item.path)
-        try:
-            _write_outputs(result, upsample, max_pixels, cleaner, name, config)
-        except WriteCancelled:
-            return  # stopping: this image's outputs are left for the rerun
-        except ImageReadError as err:
-            report.failed(name, err.reason)
-        except OSError as err:
-            where = f" {err.filename}" if getattr(err, "filename", None) else ""
-            report.failed(name, f"cannot write output{where} ({err.strerror or err})")
-        except Exception as err:  # one image's bad luck must not end the batch
-            report.failed(name, _error_reason(err))
-        else:
-            report.done(Failure(name, BLANK_WARNING) if result.job.blank else None)
+        while not stop.is_set():
+            try:
+                result = results.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if result is _END:
+                return
+            name = str(result.job.item.path)
+            try:
+                _write_outputs(result, upsample, max_pixels, cleaner, name, config)
+            except WriteCancelled:
+                return  # stopping: this image's outputs are left for the rerun
+            except ImageReadError as err:
+                report.failed(name, err.reason)
+            except OSError as err:
+                where = f" {err.filename}" if getattr(err, "filename", None) else ""
+                report.failed(name, f"cannot write output{where} ({err.strerror or err})")
+            except Exception as err:  # one image's bad luck must not end the batch
+                report.failed(name, _error_reason(err))
+            else:
+                report.done(Failure(name, BLANK_WARNING) if result.job.blank else None)
 
 
 def _write_outputs(

@@ -19,7 +19,7 @@ import click
 
 from iem.cli.guidance import guidance_options, segment_guided
 from iem.cli.output import echo_out, read_in, refuse_terminal_out, signal_exit_code, signals_as_interrupts, write_mask_out
-from iem.config import PRESETS, IEMConfig, parse_setting
+from iem.config import DEFAULT_PRESET, PRESETS, IEMConfig, parse_setting
 from iem.distributed import segment_files
 from iem.io.names import printable_line
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError
@@ -181,7 +181,7 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
 @click.option(
     "--preset",
     type=click.Choice(PRESETS),
-    default="best",
+    default=DEFAULT_PRESET,
     show_default=True,
     help="Base settings: best (most accurate, docs/beyond.md), paper (reproduces the paper), released.",
 )

@@ -6,7 +6,7 @@ import ipaddress
 
 import click
 
-from iem.config import PRESETS
+from iem.config import DEFAULT_PRESET, PRESETS
 
 _DEVICES = ("auto", "cpu", "cuda")
 _MIB = 1024 * 1024
@@ -24,7 +24,7 @@ def _is_loopback(host: str) -> bool:
 @click.command("serve", context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; loopback only by default.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port.")
-@click.option("--preset", type=click.Choice(PRESETS), default="best", show_default=True,
+@click.option("--preset", type=click.Choice(PRESETS), default=DEFAULT_PRESET, show_default=True,
               help="Settings used when a request names none (as in iem segment).")
 @click.option("--device", type=click.Choice(_DEVICES), default="auto", show_default=True, help="Where to compute.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=25.0, show_default=True,

@@ -35,7 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import iem
-from iem.config import PRESETS, IEMConfig
+from iem.config import DEFAULT_PRESET, PRESETS, IEMConfig
 from iem.core.guidance import guidance_at, pin_full
 from iem.core.refine import refine_on_photo
 from iem.imaging import to_tensor
@@ -78,7 +78,7 @@ class ServeSettings:
 
     size: int = DEFAULT_SIZE
     device: str = "auto"
-    preset: str = "best"
+    preset: str = DEFAULT_PRESET
     max_upload_bytes: int = 25 * 1024 * 1024
     max_pixels: int = 50_000_000
     queue_limit: int = 32
