@@ -6,7 +6,7 @@ convolutions, calls ``backward()`` to get ``dL/dM``, and updates the mask. Nothi
 between iterations and no image ever leaves the batch. It is the yardstick the engine of
 ``iem`` is measured against (``python -m benchmarks.speed``), not library code.
 
-The numerics follow REFERENCE.md (the released code's reading):
+The numerics follow docs/reference.md, "Phase 1" (the released code's reading):
 
 * psi_K (Eq. 6): a separable Gaussian (k = 11, sigma = 5) as two grouped ``conv2d`` passes,
   vertical then horizontal, zero padding, the 2-D filter applied twice; each filtered channel
@@ -35,7 +35,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-#: The released code's settings (REFERENCE.md, "Phase 1").
+#: The released code's settings (docs/reference.md, "Phase 1").
 KERNEL_SIZE = 11
 SIGMA = 5.0
 FILTER_REPEATS = 2

@@ -37,7 +37,7 @@ class IEMConfig:
         scale_factor: Inpainter speed-up of the released code: average-pool by this factor
             before filtering and nearest-upsample after. 1 disables it.
         epsilon: Weight of the per-channel sum added to every filtered channel, which keeps
-            psi_K finite where the source region is out of the filter's reach (REFERENCE.md).
+            psi_K finite where the source region is out of the filter's reach (docs/reference.md, "Phase 1").
         lambda_: Weight of the diversity regulariser (Eq. 10), applied as ``L_inp - lambda_ *
             div`` like the released code (the paper writes lambda/2; ``lambda_=0.002`` is the
             paper's literal reading).

@@ -10,7 +10,7 @@ from PIL import Image
 
 ImageLike = Union[Image.Image, np.ndarray]
 
-#: 8-bit code values map linearly onto [-1, 1] (REFERENCE.md: ``2 * x / 255 - 1``).
+#: 8-bit code values map linearly onto [-1, 1] (docs/reference.md, "Data protocol": ``2 * x / 255 - 1``).
 _MAX_CODE = 255.0
 
 
@@ -52,7 +52,7 @@ def resize_shorter(image: Image.Image, size: int, resample: int = Image.BILINEAR
 
 
 def center_crop(image: Image.Image, size: int) -> Image.Image:
-    """The centered ``size x size`` crop, offsets ``round((side - size) / 2)`` (REFERENCE.md)."""
+    """The centered ``size x size`` crop, offsets ``round((side - size) / 2)`` (docs/reference.md, "Data protocol")."""
     top = int(round((image.height - size) / 2))
     left = int(round((image.width - size) / 2))
     return image.crop((left, top, left + size, top + size))

@@ -1,4 +1,4 @@
-"""The network of section 4.2 / REFERENCE.md: size, shapes, and that it learns through every part."""
+"""The network of section 4.2 / docs/reference.md: size, shapes, and that it learns through every part."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import torch
 
 from iem.segnet.model import SegNet, count_parameters
 
-#: Counted by hand from REFERENCE.md ("Phase 2"): stem 25,616 + three residual blocks 221,952
+#: Counted by hand from docs/reference.md ("Phase 2"): stem 25,616 + three residual blocks 221,952
 #: + pyramid 260 + decoder 26,946 (convolutions followed by instance norm carry no bias).
 PAPER_PARAMETERS = 274_774
 
 
 def test_parameter_count_at_128_px() -> None:
     assert count_parameters(SegNet()) == PAPER_PARAMETERS
-    # "about 275 k parameters at 128 px" (REFERENCE.md)
+    # "about 275 k parameters at 128 px" (docs/reference.md, "Phase 2")
     assert abs(PAPER_PARAMETERS - 275_000) < 1_000
 
 

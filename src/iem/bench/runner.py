@@ -3,7 +3,7 @@
 Each method makes its own pass over the dataset, decoding images in batches (so memory stays
 bounded); only the time spent inside the method is counted. Every image is scored with accuracy,
 IoU and DICE in both conventions of :mod:`iem.metrics` (the paper's inverse-max and the strict
-one), and the dataset figure is the mean over images (REFERENCE.md, "Metrics").
+one), and the dataset figure is the mean over images (docs/reference.md, "Metrics").
 """
 
 from __future__ import annotations

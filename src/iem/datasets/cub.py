@@ -1,6 +1,6 @@
 """CUB-200-2011 with ReDO's train/val/test split.
 
-Layout (the CUB release plus ReDO's split file, REFERENCE.md "Datasets of the paper")::
+Layout (the CUB release plus ReDO's split file, docs/reference.md, "Data sets of the paper")::
 
     root/images.txt                         "<id> <class>/<name>.jpg" per line (CUB release)
     root/train_val_test_split.txt           "<id> <flag>", flag 0 = train, 1 = val, 2 = test

@@ -1,6 +1,6 @@
 """Oxford 102 Flowers in its released layout, split as ReDO and IEM split it.
 
-Layout (REFERENCE.md, "Datasets of the paper")::
+Layout (docs/reference.md, "Data sets of the paper")::
 
     root/jpg/image_00001.jpg ...        the photographs
     root/segmim/segmim_00001.jpg ...    the colour-coded segmentations

@@ -26,7 +26,7 @@ MASK_THRESHOLD = 127
 #: Suffix of ground truth stored as numpy arrays.
 NUMPY_SUFFIX = ".npy"
 
-#: Colour codes of the Flowers ``segmim`` background (REFERENCE.md, "Datasets of the paper").
+#: Colour codes of the Flowers ``segmim`` background (docs/reference.md, "Data sets of the paper").
 SEGMIM_ZERO_RED = 0
 SEGMIM_ZERO_GREEN = 0
 SEGMIM_BLUE_BACKGROUND = 254

@@ -1,6 +1,6 @@
 """Evaluation protocols: how a decoded image and its ground truth become tensors.
 
-The paper protocol (section 4.2 of the paper, REFERENCE.md "Data protocol") is the one of ReDO and
+The paper protocol (section 4.2 of the paper, docs/reference.md, "Data protocol") is the one of ReDO and
 of the authors' released code, which built it from torchvision's ``Resize(128, NEAREST)`` and
 ``CenterCrop(128)``. It is reproduced here with PIL alone, rule for rule:
 

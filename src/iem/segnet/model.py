@@ -71,7 +71,7 @@ class PyramidPooling(nn.Module):
 
 
 class SegNet(nn.Module):
-    """ReDO's mask generator (section 4.2 and REFERENCE.md, "Phase 2").
+    """ReDO's mask generator (section 4.2 and docs/reference.md, "Phase 2").
 
     Args:
         image_size: Side of the square input the pyramid windows are sized for (128 in the
