@@ -52,6 +52,21 @@ def test_filter_is_the_repeated_zero_padded_gaussian(kw) -> None:
     assert np.allclose(filt(torch.from_numpy(plane)).numpy(), blur_by_scipy(plane, cfg), atol=1e-12)
 
 
+def test_filter_and_adjoint_on_a_batch_larger_than_the_row_blocks() -> None:
+    # 45 x 70 planes span several of the CPU's blocks of rows: the banded products against scipy,
+    # and K^T through <K(x), y> = <x, K^T(y)> with K from scipy.
+    cfg = IEMConfig(kernel_size=7, sigma=2.0)
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(2, 3, 45, 70)), rng.normal(size=(2, 3, 45, 70))
+    filt = LinearFilter.build(45, 70, cfg, torch.float64, "cpu")
+    expected = np.stack([[blur_by_scipy(plane, cfg) for plane in image] for image in x])
+    assert np.allclose(filt(torch.from_numpy(x)).numpy(), expected, atol=1e-12)
+    adjoint = filt.adjoint(torch.from_numpy(y)).numpy()
+    for b in range(2):
+        for c in range(3):
+            assert (expected[b, c] * y[b, c]).sum() == pytest.approx((x[b, c] * adjoint[b, c]).sum(), rel=1e-10)
+
+
 def test_filter_with_pooling_averages_blocks_then_repeats_nearest() -> None:
     cfg = IEMConfig(scale_factor=3, kernel_size=5, sigma=1.3)
     x = np.random.default_rng(1).normal(size=9)  # three blocks of three

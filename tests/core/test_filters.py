@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from iem.config import IEMConfig
-from iem.core.filters import LinearFilter, filter_matrix, gaussian_blur, gaussian_kernel1d
+from iem.core.filters import BandedMatrix, LinearFilter, band_spans, filter_matrix, gaussian_blur, gaussian_kernel1d
 
 
 def test_taps_by_hand():
@@ -55,3 +55,49 @@ def test_adjoint_is_the_transpose():
     filt = LinearFilter.build(12, 18, cfg, torch.float64, "cpu")
     x, y = torch.randn(3, 12, 18, dtype=torch.float64), torch.randn(3, 12, 18, dtype=torch.float64)
     assert torch.allclose((filt(x) * y).sum(), (x * filt.adjoint(y)).sum())
+
+
+def test_taps_and_matrices_come_in_the_precision_and_on_the_device_asked_for():
+    cfg = IEMConfig(kernel_size=5, sigma=1.5)
+    assert gaussian_kernel1d(5, 1.5).dtype == torch.float32  # the default
+    assert gaussian_kernel1d(5, 1.5, device="meta").device.type == "meta"
+    assert filter_matrix(9, cfg).dtype == torch.float32
+    for height, width in ((12, 12), (12, 20)):  # the square case shares one matrix
+        filt = LinearFilter.build(height, width, cfg, torch.float32, "cpu")
+        assert {m.matrix.dtype for m in (filt.rows, filt.cols, filt.rows_t, filt.cols_t)} == {torch.float32}
+    x = torch.randn(1, 2, 10, 9, dtype=torch.float64)
+    single = gaussian_blur(x.float(), 5, 1.5, 2)
+    assert single.dtype == torch.float32
+    assert torch.allclose(single.double(), gaussian_blur(x, 5, 1.5, 2), atol=1e-6)
+
+
+def tridiagonal_with_a_zero_block(n: int = 40) -> torch.Tensor:
+    m = torch.diag(torch.ones(n)) + torch.diag(torch.ones(n - 1), 1) + torch.diag(torch.ones(n - 1), -1)
+    m[16:32] = 0
+    return m
+
+
+def test_band_spans_by_hand():
+    # Rows in blocks of 16; a block reads the columns its rows touch, one column either side of
+    # the diagonal; the block of zeros reads the single column at its start.
+    m = tridiagonal_with_a_zero_block()
+    assert band_spans(m) == ((0, 16, 0, 17), (16, 32, 16, 17), (32, 40, 31, 40))
+    assert band_spans(m, block=25) == ((0, 25, 0, 17), (25, 40, 31, 40))
+
+
+def test_banded_on_the_cpu_one_dense_block_elsewhere():
+    m = tridiagonal_with_a_zero_block()
+    assert BandedMatrix.of(m, "cpu").spans == band_spans(m)
+    other = BandedMatrix.of(m, "meta")  # any device but the CPU: one dense product
+    assert other.spans == ((0, 40, 0, 40),) and other.matrix.device.type == "meta"
+
+
+@pytest.mark.parametrize("size", [12, 40])  # one block of rows, and several
+def test_gradients_flow_through_the_filter(size):
+    # The banded products write into slices of one output, which autograd cannot follow: with
+    # gradients wanted the filter must take the dense product, and give K^T as the gradient.
+    filt = LinearFilter.build(size, size, IEMConfig(), torch.float64, "cpu")
+    x = torch.randn(2, size, size, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, size, size, dtype=torch.float64)
+    (filt(x) * y).sum().backward()
+    assert torch.allclose(x.grad, filt.adjoint(y), atol=1e-12)
