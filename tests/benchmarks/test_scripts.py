@@ -13,6 +13,7 @@ import torch
 from benchmarks import (
     common,
     gpu_check,
+    loops,
     memory,
     naive,
     paper_protocol,
@@ -26,7 +27,7 @@ from benchmarks import (
 from benchmarks.paper_protocol import iterations_distribution
 from iem.config import IEMConfig
 
-SCRIPTS = (naive, speed, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling, photo_path)
+SCRIPTS = (naive, speed, loops, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling, photo_path)
 
 
 @pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
@@ -49,6 +50,19 @@ def test_speed_reports_ratios_and_agreement(shared_data, run_script):
     assert engines["naive"]["ratio"] == 1.0
     assert engines["iem"]["ms_per_image_iteration"] == pytest.approx(1000 * engines["iem"]["seconds"] / 6)
     assert data["environment"]["env"]["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_loops_times_both_loops_and_compares_their_masks(shared_data, tmp_path, capsys, one_torch_thread):
+    if not loops.kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    out = tmp_path / "loops.json"
+    assert loops.main(["--images", "2", "--iterations", "3", "--repeats", "1", "--data", str(shared_data), "--out", str(out)]) == 0
+    assert "torch loop / compiled loop per step" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert set(data["loops"]) == {"compiled", "torch"}
+    assert data["ratio_torch_over_compiled"] == pytest.approx(data["loops"]["torch"]["cpu_s"] / data["loops"]["compiled"]["cpu_s"])
+    assert data["loops"]["torch"]["ms_per_step"] == pytest.approx(1000 * data["loops"]["torch"]["cpu_s"] / 6)
+    assert data["agreement_compiled_vs_torch"]["images"] == 2
 
 
 def test_paper_protocol_compares_early_exit(shared_data, tmp_path, capsys):
