@@ -1,13 +1,18 @@
+import re
+import threading
+import time
+
 import pytest
 import torch
 
 import iem
-from iem.config import IEMConfig
+from iem.config import VARIANTS, IEMConfig
 from iem.core import engine, kernels
 from iem.core.engine import optimize_masks
 from iem.core.filters import LinearFilter
 from iem.core.inpaint import gaussian_inpainter
-from iem.core.masks import initial_masks
+from iem.core.masks import iem_step, initial_masks
+from iem.core.objective import inpainting_error, objective_gradient_autograd
 
 from ..conftest import composite
 
@@ -183,3 +188,249 @@ def test_cuda_request_without_gpu_is_an_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="CUDA"):
         iem.segment_batch(torch.zeros(1, 3, 32, 32), device="cuda")
+
+
+# ------------------------------------------------------------------ the loop's bookkeeping
+
+
+def rolling_gradient(self, masks):
+    """A stand-in gradient whose projected step (every pixel, no smoothing) rolls each mask one
+    pixel to the right: all-ones masks are fixed points, alternating columns 2-cycles, and a
+    lone pixel travels the row for width steps. The dynamics are then known by hand."""
+    return torch.roll(masks, 1, dims=-1).float() - 0.5
+
+
+def rolling_case():
+    init = torch.zeros(3, 1, 6, 8, dtype=torch.bool)
+    init[0] = True  # fixed point at the first step
+    init[1, ..., ::2] = True  # alternating columns: a 2-cycle found at the second step
+    init[2, 0, 2, 0] = True  # a lone pixel: never settles in fewer than 8 steps
+    return init
+
+
+@pytest.mark.parametrize("iterations", [5, 6, 7])
+def test_runs_leave_at_their_own_step_and_keep_their_place(monkeypatch, iterations):
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    monkeypatch.setattr(engine.Gradient, "__call__", rolling_gradient)
+    cfg = IEMConfig.released(iterations=iterations, smoothing=False, boundary_only=False)
+    filt = LinearFilter.build(6, 8, cfg, torch.float32, "cpu")
+    init = rolling_case()
+    masks, its = optimize_masks(torch.zeros(3, 3, 6, 8), init, cfg, filt)
+    expected = torch.stack([init[0], torch.roll(init[1], iterations, dims=-1), torch.roll(init[2], iterations, dims=-1)])
+    assert torch.equal(masks, expected)
+    assert its.tolist() == [1, 2, iterations] and its.dtype == torch.long
+
+
+def test_pins_hold_at_every_step_of_the_loop(monkeypatch):
+    # A foreground pin at column 3 of an empty mask: the rolling step grows a run of ones to the
+    # right of it, one pixel per step (pinned before the first step, and after each).
+    monkeypatch.setattr(kernels, "AVAILABLE", False)
+    monkeypatch.setattr(engine.Gradient, "__call__", rolling_gradient)
+    cfg = IEMConfig.released(iterations=3, smoothing=False, boundary_only=False)
+    filt = LinearFilter.build(6, 8, cfg, torch.float32, "cpu")
+    init = torch.zeros(2, 1, 6, 8, dtype=torch.bool)
+    init[1] = True  # a fixed point that leaves the batch first, so the pins of the rest are narrowed
+    fixed = torch.zeros(2, 2, 6, 8, dtype=torch.bool)
+    fixed[0, 0, 1, 3] = True
+    masks, its = optimize_masks(torch.zeros(2, 3, 6, 8), init, cfg, filt, fixed=fixed)
+    expected = torch.zeros(6, 8, dtype=torch.bool)
+    expected[1, 3:7] = True  # the pin and three steps
+    assert torch.equal(masks[0, 0], expected) and masks[1].all()
+    assert its.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_torch_loop_repeats_the_step_of_each_variant(variant):
+    # float64 images: the torch loop, whose closed-form or autograd gradient must be that of the
+    # variant's objective (objective_gradient_autograd, checked against finite differences).
+    images = torch.cat([composite(24, 24, seed=s)[0] for s in range(2)]).double()
+    cfg = IEMConfig.released(iterations=3, **VARIANTS[variant])
+    filt = LinearFilter.build(24, 24, cfg, torch.float64, "cpu")
+    init = initial_masks(24, 24, (14,)).expand(2, -1, -1, -1).clone()
+    psi = gaussian_inpainter(filt, cfg.epsilon)
+    expected = init
+    for _ in range(3):
+        expected = iem_step(expected, objective_gradient_autograd(images, expected.double(), psi, cfg), cfg)
+    assert torch.equal(optimize_masks(images, init, cfg.replace(early_exit=False), filt)[0], expected)
+
+
+def test_autograd_runs_that_leave_early_keep_the_others_going():
+    # The autograd path narrows its images when a run leaves; compared with running every step.
+    images = torch.cat([composite(24, 24, seed=s)[0] for s in range(3)]).double()
+    cfg = IEMConfig.released(iterations=25, numerator_norm="l2")
+    filt = LinearFilter.build(24, 24, cfg, torch.float64, "cpu")
+    init = initial_masks(24, 24, (14,)).expand(3, -1, -1, -1).clone()
+    fast, its = optimize_masks(images, init, cfg, filt)
+    slow, _ = optimize_masks(images, init, cfg.replace(early_exit=False), filt)
+    assert torch.equal(fast, slow) and len(set(its.tolist())) > 1
+
+
+def test_a_custom_inpainter_drives_the_steps_and_the_scores():
+    image, _ = composite(32, 32, seed=4)
+    cfg = IEMConfig.released(iterations=5)
+    filt = LinearFilter.build(32, 32, cfg, torch.float32, "cpu")
+    gaussian = gaussian_inpainter(filt, cfg.epsilon)
+    with_gradient = []
+
+    def psi(masked, masks):  # the Gaussian inpainter, darker: not the one the engine would pick
+        with_gradient.append(torch.is_grad_enabled() and masks.requires_grad)
+        return gaussian(masked, masks) * 0.5
+
+    r = iem.segment_batch(image, cfg, device="cpu", inpainter=psi)
+    assert any(with_gradient), "the gradient must come from the given inpainter"
+    expected = inpainting_error(image, r.masks.float(), psi, cfg)
+    assert torch.allclose(r.scores, expected)
+
+
+def test_result_types_follow_the_images():
+    images = torch.cat([composite(32, 32, seed=s)[0] for s in range(2)]).double()
+    r = iem.segment_batch(images, IEMConfig.released(iterations=3), device="cpu")
+    assert r.scores.dtype == torch.float64
+    assert r.iterations.dtype == torch.long and r.init.dtype == torch.long
+
+
+def test_progress_with_one_run_per_image(loop):
+    images = torch.cat([composite(32, 32, seed=s)[0] for s in range(3)])
+    seen = []
+    iem.segment_batch(images, IEMConfig.released(iterations=3), device="cpu", chunk_size=1, progress=seen.append)
+    assert seen == [1, 1, 1]
+
+
+def test_every_run_is_computed_once(monkeypatch):
+    rows = []
+    real = engine.run_chunk
+
+    def counting(images, *args, **kwargs):
+        rows.append(images.shape[0])
+        return real(images, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_chunk", counting)
+    images = torch.cat([composite(32, 32, seed=s)[0] for s in range(3)])
+    cfg = IEMConfig.paper(iterations=2)
+    filt = LinearFilter.build(32, 32, cfg, torch.float32, "cpu")
+    squares = initial_masks(32, 32, cfg.init_sizes).view(1, 3, 32, 32).expand(3, -1, -1, -1)
+    engine.run_chunks(images, lambda begin, end: squares[begin:end], 3, cfg, filt, chunk_runs=2)
+    assert sum(rows) == 9 and max(rows) == 2
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("sizes", [(78, 78), (30, 78)])
+@pytest.mark.parametrize("late", [0, 1])
+def test_the_best_run_wins_whatever_order_chunks_finish_in(monkeypatch, two_threads, sizes, late):
+    # One run per chunk on two threads; the chunk that starts first (late=0) or second finishes last.
+    image, _ = composite(40, 40, seed=6)
+    cfg = IEMConfig.released(iterations=10, init_sizes=sizes)
+    filt = LinearFilter.build(40, 40, cfg, torch.float32, "cpu")
+    squares = initial_masks(40, 40, sizes).view(1, 2, 40, 40)
+    alone = [engine.run_chunk(image, squares[:, i : i + 1], cfg, filt)[1].item() for i in range(2)]
+    real, started, lock = engine.run_chunk, [], threading.Lock()
+
+    def ordered(*args, **kwargs):
+        with lock:
+            turn = len(started)
+            started.append(turn)
+        out = real(*args, **kwargs)
+        if turn == late:
+            time.sleep(0.3)
+        return out
+
+    monkeypatch.setattr(engine, "run_chunk", ordered)
+    r = engine.run_chunks(image, lambda begin, end: squares[begin:end], 2, cfg, filt, chunk_runs=1)
+    best = 0 if alone[0] >= alone[1] else 1  # the first square on a tie
+    assert r.init.item() == best and r.scores.item() == pytest.approx(max(alone))
+    assert sizes[0] != sizes[1] or alone[0] == alone[1]
+
+
+# ------------------------------------------------------------------ devices, chunk sizes, allocator
+
+
+def test_auto_chunk_runs_by_hand(two_threads):
+    cpu, cuda, other = torch.device("cpu"), torch.device("cuda"), torch.device("meta")
+    assert engine.auto_chunk_runs(128, 128, cpu, 10_000) == 32
+    assert engine.auto_chunk_runs(64, 128, cpu, 10_000) == 64  # half the pixels, twice the runs
+    assert engine.auto_chunk_runs(128, 128, cpu, 10) == 2  # ceil(10 / (4 chunks x 2 threads))
+    assert engine.auto_chunk_runs(2048, 2048, cpu, 10_000) == 1
+    assert engine.auto_chunk_runs(128, 128, cuda, 10) == 8192  # no per-thread cap off the CPU
+    assert engine.auto_chunk_runs(256, 128, cuda, 10) == 4096
+    assert engine.auto_chunk_runs(128, 128, other, 10) == 32  # an unknown device: the CPU's size
+
+
+def test_resolve_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert engine.resolve_device("auto") == torch.device("cpu")
+    assert engine.resolve_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match=re.escape("device 'cuda' was requested but no CUDA GPU is available")):
+        engine.resolve_device("cuda:0")
+    with pytest.raises(ValueError, match=re.escape("device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got 'gpu'")):
+        engine.resolve_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert engine.resolve_device("auto") == torch.device("cuda")
+
+
+def test_refinement_passes_its_settings(monkeypatch):
+    from iem.core import refine
+
+    calls = []
+    monkeypatch.setattr(refine, "grabcut_refine", lambda *args: calls.append(args) or "refined")
+    images, masks = torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    assert engine.refine_masks(images, masks, IEMConfig()) is masks and not calls
+    cfg = IEMConfig(grabcut=True, grabcut_iterations=3, grabcut_border=7, grabcut_box_union=True)
+    assert engine.refine_masks(images, masks, cfg) == "refined"
+    assert len(calls) == 1 and calls[0][0] is images and calls[0][1] is masks and calls[0][2:] == (3, 7, True)
+
+
+class FakeLibc:
+    def __init__(self, name):
+        self.name, self.calls = name, []
+
+    def mallopt(self, parameter, value):
+        self.calls.append((parameter, value))
+
+
+@pytest.fixture
+def fake_libc(monkeypatch):
+    opened = []
+
+    def cdll(name):
+        opened.append(FakeLibc(name))
+        return opened[-1]
+
+    monkeypatch.setattr(engine.ctypes, "CDLL", cdll)
+    monkeypatch.setattr(engine, "_allocator_tuned", False)
+    monkeypatch.delenv("IEM_NO_MALLOPT", raising=False)
+    monkeypatch.setattr(engine.sys, "platform", "linux")
+    return opened
+
+
+def test_the_allocator_is_tuned_once_on_glibc(fake_libc):
+    engine.tune_cpu_allocator()
+    engine.tune_cpu_allocator()
+    assert [lib.name for lib in fake_libc] == ["libc.so.6"]
+    # M_MMAP_THRESHOLD (-3) 256 MiB, M_TRIM_THRESHOLD (-1) 1 GiB
+    assert sorted(fake_libc[0].calls) == [(-3, 256 * 2**20), (-1, 2**30)]
+
+
+@pytest.mark.parametrize("reason", ["switched off", "not linux", "no glibc"])
+def test_the_allocator_is_left_alone(fake_libc, monkeypatch, reason):
+    if reason == "switched off":
+        monkeypatch.setenv("IEM_NO_MALLOPT", "1")
+    elif reason == "not linux":
+        monkeypatch.setattr(engine.sys, "platform", "darwin")
+    else:
+        def missing(name):
+            fake_libc.append(name)
+            raise OSError("no libc.so.6")
+
+        monkeypatch.setattr(engine.ctypes, "CDLL", missing)
+    engine.tune_cpu_allocator()
+    assert fake_libc == ([] if reason != "no glibc" else ["libc.so.6"])
+    if reason == "no glibc":  # tried once, not at every batch
+        engine.tune_cpu_allocator()
+        assert fake_libc == ["libc.so.6"]
