@@ -137,3 +137,43 @@ def test_tiles_skipped_where_the_mask_is_constant_give_the_full_fit() -> None:
         assert np.allclose(plane, reference, atol=1e-5)
     assert np.array_equal(tiled[3][:20, 120:], src[:20, 120:])  # untouched tiles: b = p, a = 0
     assert not tiled[0][:20, 120:].any()
+
+
+def test_box_filter_precision_and_bad_radius() -> None:
+    x = np.arange(12.0).reshape(3, 4)
+    assert box_filter(x.astype(np.float32), 1).dtype == np.float32
+    assert box_filter(x, 1).dtype == np.float64 and box_filter(x.astype(np.uint8), 1).dtype == np.float64
+    assert box_filter(x.astype(np.uint8), 1)[0, 0] == pytest.approx((0 + 1 + 4 + 5) / 4)
+    with pytest.raises(ValueError, match="^radius must be >= 0$"):
+        box_filter(x, -1)
+
+
+@pytest.mark.parametrize("n_out, n_in", [(7, 3), (5, 5), (3, 7), (4, 1), (10, 4)])
+def test_linear_taps_by_formula(n_out: int, n_in: int) -> None:
+    from iem.io.upsample import _linear_taps
+
+    lo, hi, weight = _linear_taps(n_out, n_in)
+    for i in range(n_out):
+        x = min(max((i + 0.5) * n_in / n_out - 0.5, 0.0), n_in - 1.0)  # pixel centres, clamped
+        assert lo[i] == int(x) and hi[i] == min(int(x) + 1, n_in - 1)
+        assert weight[i] == pytest.approx(x - int(x), abs=1e-6)
+    assert weight.dtype == np.float32
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_mask_edge_just_outside_a_tile_is_fitted_inside_it(axis: int) -> None:
+    # The tiles are 96 grid pixels; an edge 3 pixels before a tile's first row (or column) is
+    # within the reach (2 x radius 2) of that tile's coefficients, so the tile must be fitted.
+    from iem.io.upsample import _FIT_TILE, _coefficient_planes, _fit_where_needed
+
+    rng = np.random.default_rng(3)
+    guide = rng.integers(0, 256, size=(150, 150, 3), dtype=np.uint8)
+    src = np.zeros((150, 150), dtype=np.float32)
+    edge = [slice(None), slice(None)]
+    edge[axis] = slice(_FIT_TILE - 3, None)
+    src[tuple(edge)] = 1.0
+    tiled = _fit_where_needed(guide, src, 2, 1e-3)
+    full = _coefficient_planes(guide.astype(np.float32) / 255, src, 2, 1e-3)
+    assert all(plane.dtype == np.float32 for plane in tiled)
+    for plane, reference in zip(tiled, full):
+        assert np.allclose(plane, reference, atol=1e-5)
