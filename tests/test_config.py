@@ -100,6 +100,7 @@ def test_every_ablation_and_variant_is_a_valid_config():
         ("grabcut_iterations", 1, 0, "grabcut_iterations must be an integer >= 1"),
         ("grabcut_border", 0, -1, "grabcut_border must be an integer in [0, 64)"),
         ("grabcut_border", 63, 64, "grabcut_border must be an integer in [0, 64)"),
+        ("grabcut_photo_size", 0, -1, "grabcut_photo_size must be an integer >= 0"),
     ],
 )
 def test_each_setting_accepts_its_edge_and_names_the_first_bad_value(field, edge, beyond, message):
@@ -220,3 +221,49 @@ def test_bench_set_and_segment_options_read_text_the_same_way(monkeypatch):
     assert captured["config"].init_sizes == (44, 78) and captured["config"].smoothing is False
     bad = CliRunner().invoke(main, ["segment", "x.png", "-o", "out", "--init-sizes", "44,,78"])
     assert bad.exit_code == 2 and "not a comma-separated list of integers" in bad.output
+
+
+def test_the_best_preset_refines_on_the_photo_at_384_px():
+    assert IEMConfig.best().grabcut_photo_size == 384
+
+
+@pytest.mark.parametrize(
+    "hint, words",
+    [
+        (bool, "true or false"),
+        (int, "an integer"),
+        (float, "a number"),
+        (typing.Literal["code", "paper"], "one of 'code', 'paper'"),
+        (typing.Tuple[int, ...], "a list of integers"),
+        (str, "<class 'str'>"),
+    ],
+)
+def test_each_type_is_described_in_words(hint, words):
+    from iem.config import describe_type
+
+    assert describe_type(hint) == words
+
+
+def test_messages_name_the_field_the_type_and_the_value():
+    from iem.config import _typed
+
+    with pytest.raises(ValueError, match=re.escape("IEMConfig: iterations must be an integer, got '5' (str)")):
+        IEMConfig(iterations="5")
+    with pytest.raises(ValueError, match=re.escape("IEMConfig: name must be <class 'str'>, got 'x' (str)")):
+        _typed("name", str, "x")  # a type without a rule is refused, not waved through
+    with pytest.raises(ValueError, match=re.escape("smoothing: 'nope' is not true or false")):
+        parse_setting("smoothing", "nope")
+    with pytest.raises(ValueError, match=re.escape("unknown IEM setting 'sigmaa'; choose from iterations, kernel_size, ")):
+        parse_setting("sigmaa", "1")
+
+
+def test_parenthesised_lists_are_read():
+    assert parse_setting("init_sizes", "(44, 78)") == (44, 78)
+
+
+def test_a_field_without_a_text_form_is_refused(monkeypatch):
+    import iem.config as config
+
+    monkeypatch.setattr(config, "field_types", lambda: {"name": str})
+    with pytest.raises(ValueError, match=re.escape("name: no text form for <class 'str'>")):
+        parse_setting("name", "x")
