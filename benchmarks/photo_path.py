@@ -2,20 +2,25 @@
 
 For each set of photos, one process times, side by side:
 
-1. the engine alone: ``iem.segment_batch`` with the default preset (``IEMConfig.best``) on the
-   working copies of the photos (made beforehand, untimed, exactly as the command makes them), grouped by working shape in
-   batches of the command's batch size;
-2. the whole photo path: :func:`iem.segment_files` on the folder (read, working copy, IEM,
-   guided upsampling, PNG encoding, atomic writes), default settings, masks only;
+1. the engine alone: ``iem.segment_batch`` with the chosen preset (default ``best``, the
+   command's default) on the working copies of the photos (made beforehand, untimed, exactly
+   as the command makes them), grouped by working shape in batches of the command's batch size;
+2. the masks alone: the same, plus what the photo path adds to the mask's computation with
+   that preset (``best``: the second GrabCut pass, :func:`iem.core.refine.refine_on_photo`)
+   on the photos already brought to that pass's size (untimed) -- every step that decides the
+   mask, with no decoding, resizing, upsampling or encoding; for ``paper`` it is the engine;
+3. the whole photo path: :func:`iem.segment_files` on the folder (read, working copy, IEM,
+   guided upsampling, PNG encoding, atomic writes), the chosen preset, masks only;
 
-and prints both rates and their ratio. The sets: the GrabCut photos as they are (the dev
-photos, 0.1 to 0.4 megapixels) and synthetic photos made from them at run time (bicubic resize
-to 0.4, 3 and 12 megapixels keeping each aspect ratio, JPEG quality 90, in a temporary folder).
+and prints the rates and the ratios of the photo path to each, by wall clock and by process
+CPU time. The sets: the GrabCut photos as they are (the dev photos, 0.1 to 0.4 megapixels) and
+synthetic photos made from them at run time (bicubic resize to 0.4, 3 and 12 megapixels keeping
+each aspect ratio, JPEG quality 90, in a temporary folder).
 
 Example::
 
-    python -m benchmarks.photo_path                       # 16 photos per set
-    python -m benchmarks.photo_path --photos 4 --sets dev,12 --out /tmp/photo.json
+    python -m benchmarks.photo_path                       # 16 photos per set, best preset
+    python -m benchmarks.photo_path --photos 4 --sets dev,12 --preset paper --out /tmp/photo.json
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 from PIL import Image
 
 import iem
 from benchmarks import common
+from iem.config import PRESETS
+from iem.core.refine import refine_on_photo
+from iem.imaging import working_size
 from iem.io import working_copy
 from iem.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SIZE, _batch_tensor
 
@@ -60,25 +69,55 @@ def make_set(name: str, sources: List[Path], folder: Path) -> List[Path]:
     return paths
 
 
-def engine_alone(paths: List[Path], batch_size: int) -> Dict[str, Any]:
-    """Time ``segment_batch`` on the working copies, grouped by shape as the command groups them."""
-    groups: Dict[tuple, List[torch.Tensor]] = {}
+def engine_alone(paths: List[Path], batch_size: int, config: iem.IEMConfig) -> Dict[str, Any]:
+    """Time ``segment_batch`` on the working copies, grouped by shape as the command groups them;
+    then the same plus the photo path's own mask step (:func:`refine_on_photo`) on the photos
+    prepared at that step's size, if ``config`` has one.
+
+    Returns:
+        ``{"segment_batch": {...}, "masks": {...}}``, each with ``images_per_s`` and ``timing``.
+    """
+    groups: Dict[tuple, List[Any]] = {}
     for path in paths:
         working = working_copy(path, DEFAULT_SIZE)
-        groups.setdefault(working.shape, []).append(working)
+        groups.setdefault(working.shape, []).append((working, _pass_photo(path, config)))
     batches = [
-        _batch_tensor(arrays[start : start + batch_size]) for arrays in groups.values() for start in range(0, len(arrays), batch_size)
+        members[start : start + batch_size] for members in groups.values() for start in range(0, len(members), batch_size)
     ]
-    with common.timed() as timing:
-        for batch in batches:
-            iem.segment_batch(batch, iem.IEMConfig.best(), "cpu")
-    return {"images_per_s": len(paths) / timing.wall_s, "timing": timing.to_dict(), "shapes": len(groups)}
+    tensors = [_batch_tensor([working for working, _ in batch]) for batch in batches]
+    with common.timed() as engine:
+        for tensor in tensors:
+            iem.segment_batch(tensor, config, "cpu")
+    with common.timed() as masks:
+        for batch, tensor in zip(batches, tensors):
+            result = iem.segment_batch(tensor, config, "cpu")
+            for (_, photo), mask in zip(batch, result.masks[:, 0].float().numpy()):
+                if photo is not None:
+                    refine_on_photo(photo, mask, config)
+    return {
+        "segment_batch": {"images_per_s": len(paths) / engine.wall_s, "timing": engine.to_dict(), "shapes": len(groups)},
+        "masks": {"images_per_s": len(paths) / masks.wall_s, "timing": masks.to_dict()},
+    }
 
 
-def photo_path(folder: Path, out: Path, count: int) -> Dict[str, Any]:
-    """Time ``segment_files`` on ``folder`` with default settings."""
+def _pass_photo(path: Path, config: iem.IEMConfig) -> Optional[np.ndarray]:
+    """The photo at the size of the photo path's GrabCut pass, as :func:`refine_on_photo`
+    makes it (OpenCV area averaging), or None when ``config`` has no such pass."""
+    with Image.open(path) as image:
+        photo = np.asarray(image.convert("RGB"))
+    target = min(config.grabcut_photo_size, min(photo.shape[:2]))
+    if not config.grabcut or target <= DEFAULT_SIZE:
+        return None
+    import cv2
+
+    height, width = working_size(photo.shape[0], photo.shape[1], target)
+    return cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def photo_path(folder: Path, out: Path, count: int, config: iem.IEMConfig) -> Dict[str, Any]:
+    """Time ``segment_files`` on ``folder`` with ``config`` and the other settings at their defaults."""
     with common.timed() as timing:
-        summary = iem.segment_files(folder, out, device="cpu", progress=False)
+        summary = iem.segment_files(folder, out, config, device="cpu", progress=False)
     if summary.segmented != count:
         raise RuntimeError(f"segmented {summary.segmented} of {count} photos: {summary.failures[:3]}")
     return {"images_per_s": count / timing.wall_s, "timing": timing.to_dict(), "cpu_loop": summary.settings.get("cpu_loop")}
@@ -93,6 +132,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     )
     parser.add_argument("--photos", type=int, default=16, help="photos per set (default 16)")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma list of {SETS}")
+    parser.add_argument("--preset", default="best", choices=sorted(PRESETS), help="IEM settings (default best, the command's)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--data", help="folder holding grabcut/")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/photo_path.json)")
@@ -104,29 +144,39 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     common.set_threads(args.threads)
     env = common.environment(args.threads)
     sources = common.image_paths(common.data_dir(args.data), "grabcut")[: args.photos]
+    config = iem.IEMConfig.preset(args.preset)
     # Warm-up (compiled loop, thread pools, allocator), untimed.
-    iem.segment_batch(_batch_tensor([working_copy(sources[0], DEFAULT_SIZE)]), iem.IEMConfig.best(iterations=3), "cpu")
+    iem.segment_batch(_batch_tensor([working_copy(sources[0], DEFAULT_SIZE)]), config.replace(iterations=3), "cpu")
     rows = {}
     with tempfile.TemporaryDirectory(prefix="iem-photo-path-") as scratch:
         for name in sets:
             paths = make_set(name, sources, Path(scratch) / name)
-            alone = engine_alone(paths, DEFAULT_BATCH_SIZE)
-            whole = photo_path(Path(scratch) / name, Path(scratch) / f"{name}-out", len(paths))
+            timed = engine_alone(paths, DEFAULT_BATCH_SIZE, config)
+            alone, masks = timed["segment_batch"], timed["masks"]
+            whole = photo_path(Path(scratch) / name, Path(scratch) / f"{name}-out", len(paths), config)
             megapixels = sum(Image.open(p).width * Image.open(p).height for p in paths) / len(paths) / 1e6
             rows[name] = {
                 "photos": len(paths),
                 "mean_megapixels": round(megapixels, 2),
                 "segment_batch": alone,
+                "masks": masks,
                 "iem_segment": whole,
                 "ratio": whole["images_per_s"] / alone["images_per_s"],
+                "ratio_to_masks": whole["images_per_s"] / masks["images_per_s"],
+                # The same ratios by this process's CPU time (all threads): the work each does,
+                # which other jobs on a shared machine change far less than the wall clock.
+                "cpu_ratio": alone["timing"]["cpu_s"] / whole["timing"]["cpu_s"],
+                "cpu_ratio_to_masks": masks["timing"]["cpu_s"] / whole["timing"]["cpu_s"],
             }
             print(
-                f"{name:>4s}: {len(paths)} photos, {megapixels:.2f} MP: segment_batch {alone['images_per_s']:.2f} images/s, "
-                f"iem segment {whole['images_per_s']:.2f} images/s, ratio {rows[name]['ratio']:.2f} "
+                f"{name:>4s}: {len(paths)} photos, {megapixels:.2f} MP, {args.preset}: segment_batch {alone['images_per_s']:.2f} "
+                f"images/s, masks alone {masks['images_per_s']:.2f}, iem segment {whole['images_per_s']:.2f}; ratio "
+                f"{rows[name]['ratio']:.2f} to segment_batch, {rows[name]['ratio_to_masks']:.2f} to the masks alone; by CPU "
+                f"time {rows[name]['cpu_ratio']:.2f} and {rows[name]['cpu_ratio_to_masks']:.2f} "
                 f"(other load {100 * (whole['timing']['others_busy'] or 0):.0f}%)",
                 flush=True,
             )
-    result = {"sets": rows, "environment": env}
+    result = {"sets": rows, "preset": args.preset, "environment": env}
     print(f"wrote {common.write_json(result, Path(args.out) if args.out else common.RESULTS_DIR / 'photo_path.json')}")
     return result
 
