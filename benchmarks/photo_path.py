@@ -13,7 +13,9 @@ For each set of photos, one process times, side by side:
    guided upsampling, PNG encoding, atomic writes), the chosen preset, masks only;
 
 and prints the rates and the ratios of the photo path to each, by wall clock and by process
-CPU time. The sets: the GrabCut photos as they are (the dev photos, 0.1 to 0.4 megapixels) and
+CPU time. With ``--stages`` it also times each stage of the photo path on its own, one photo
+at a time (CPU milliseconds per photo): what bounds the ratio on a machine whose cores the
+engine keeps busy. The sets: the GrabCut photos as they are (the dev photos, 0.1 to 0.4 megapixels) and
 synthetic photos made from them at run time (bicubic resize to 0.4, 3 and 12 megapixels keeping
 each aspect ratio, JPEG quality 90, in a temporary folder).
 
@@ -21,15 +23,18 @@ Example::
 
     python -m benchmarks.photo_path                       # 16 photos per set, best preset
     python -m benchmarks.photo_path --photos 4 --sets dev,12 --preset paper --out /tmp/photo.json
+    python -m benchmarks.photo_path --photos 4 --sets 0.4,3,12 --stages
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
+import time
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -40,7 +45,8 @@ from benchmarks import common
 from iem.config import PRESETS
 from iem.core.refine import refine_on_photo
 from iem.imaging import working_size
-from iem.io import working_copy
+from iem.io import read_image, upsample_mask, working_copy
+from iem.io.outputs import output_paths, write_outputs
 from iem.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SIZE, _batch_tensor
 
 #: Synthetic photo sizes, in megapixels, by set name.
@@ -123,6 +129,39 @@ def photo_path(folder: Path, out: Path, count: int, config: iem.IEMConfig) -> Di
     return {"images_per_s": count / timing.wall_s, "timing": timing.to_dict(), "cpu_loop": summary.settings.get("cpu_loop")}
 
 
+#: The stages :func:`stage_costs` times, in the photo path's order.
+STAGES = ("working copy", "IEM", "full decode", "photo GrabCut pass", "guided upsampling", "mask PNG")
+
+
+def stage_costs(paths: List[Path], config: iem.IEMConfig, out: Path) -> Dict[str, float]:
+    """CPU milliseconds per photo of each stage of :func:`iem.segment_files`'s work, one photo
+    at a time (IEM: ``segment_batch`` on that photo alone; reading the file is left out)."""
+    totals = dict.fromkeys(STAGES, 0.0)
+
+    @contextlib.contextmanager
+    def stage(name: str) -> Iterator[None]:
+        started = time.process_time()
+        yield
+        totals[name] += time.process_time() - started
+
+    for path in paths:
+        data = path.read_bytes()
+        with stage("working copy"):
+            working = working_copy(data, DEFAULT_SIZE)
+        with stage("IEM"):
+            soft = iem.segment_batch(_batch_tensor([working]), config, "cpu").masks[0, 0].float().numpy()
+        with stage("full decode"):
+            photo = read_image(data)
+            pixels = np.asarray(photo)
+        with stage("photo GrabCut pass"):
+            refined = refine_on_photo(pixels, soft, config)
+        with stage("guided upsampling"):
+            mask = upsample_mask(refined, photo)
+        with stage("mask PNG"):
+            write_outputs(output_paths(out, Path(path.name), ("mask",)), photo, mask)
+    return {name: round(1000 * seconds / len(paths), 1) for name, seconds in totals.items()}
+
+
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.photo_path",
@@ -133,6 +172,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--photos", type=int, default=16, help="photos per set (default 16)")
     parser.add_argument("--sets", default=",".join(SETS), help=f"comma list of {SETS}")
     parser.add_argument("--preset", default="best", choices=sorted(PRESETS), help="IEM settings (default best, the command's)")
+    parser.add_argument("--stages", action="store_true", help="also time each stage on its own, photo by photo")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--data", help="folder holding grabcut/")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/photo_path.json)")
@@ -176,6 +216,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                 f"(other load {100 * (whole['timing']['others_busy'] or 0):.0f}%)",
                 flush=True,
             )
+            if args.stages:
+                rows[name]["stages_cpu_ms"] = costs = stage_costs(paths, config, Path(scratch) / f"{name}-stages")
+                print("      CPU ms per photo: " + ", ".join(f"{stage} {ms:.0f}" for stage, ms in costs.items()), flush=True)
     result = {"sets": rows, "preset": args.preset, "environment": env}
     print(f"wrote {common.write_json(result, Path(args.out) if args.out else common.RESULTS_DIR / 'photo_path.json')}")
     return result

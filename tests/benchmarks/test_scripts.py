@@ -181,11 +181,14 @@ def test_upsampling_cost_times_every_method(shared_data, tmp_path, capsys):
 
 def test_photo_path_prints_both_rates_and_their_ratio(shared_data, tmp_path, capsys, one_torch_thread):
     out = tmp_path / "photo.json"
-    report = photo_path.main(["--photos", "2", "--sets", "dev", "--threads", "1", "--data", str(shared_data), "--out", str(out)])
+    report = photo_path.main(
+        ["--photos", "2", "--sets", "dev", "--threads", "1", "--stages", "--data", str(shared_data), "--out", str(out)]
+    )
     row = report["sets"]["dev"]
     assert row["photos"] == 2 and row["ratio"] == pytest.approx(row["iem_segment"]["images_per_s"] / row["segment_batch"]["images_per_s"])
     assert row["ratio_to_masks"] == pytest.approx(row["iem_segment"]["images_per_s"] / row["masks"]["images_per_s"])
     assert row["cpu_ratio"] == pytest.approx(row["segment_batch"]["timing"]["cpu_s"] / row["iem_segment"]["timing"]["cpu_s"])
+    assert list(row["stages_cpu_ms"]) == list(photo_path.STAGES) and row["stages_cpu_ms"]["photo GrabCut pass"] > 0
     # best's GrabCut pass on the photo is mask work the engine alone does not do
     assert row["masks"]["timing"]["cpu_s"] > row["segment_batch"]["timing"]["cpu_s"]
     assert "ratio" in capsys.readouterr().out and json.loads(out.read_text())["sets"]["dev"]["photos"] == 2
