@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -144,6 +146,7 @@ def test_box_filter_precision_and_bad_radius() -> None:
     assert box_filter(x.astype(np.float32), 1).dtype == np.float32
     assert box_filter(x, 1).dtype == np.float64 and box_filter(x.astype(np.uint8), 1).dtype == np.float64
     assert box_filter(x.astype(np.uint8), 1)[0, 0] == pytest.approx((0 + 1 + 4 + 5) / 4)
+    assert np.all(box_filter(np.full((3, 4), 200, np.uint8), 1) == 200)  # sums beyond 8 bits
     with pytest.raises(ValueError, match="^radius must be >= 0$"):
         box_filter(x, -1)
 
@@ -160,20 +163,65 @@ def test_linear_taps_by_formula(n_out: int, n_in: int) -> None:
     assert weight.dtype == np.float32
 
 
+@pytest.mark.parametrize("before", [0.0, 1.0])
 @pytest.mark.parametrize("axis", [0, 1])
-def test_a_mask_edge_just_outside_a_tile_is_fitted_inside_it(axis: int) -> None:
+def test_a_mask_edge_just_outside_a_tile_is_fitted_inside_it(axis: int, before: float) -> None:
     # The tiles are 96 grid pixels; an edge 3 pixels before a tile's first row (or column) is
     # within the reach (2 x radius 2) of that tile's coefficients, so the tile must be fitted.
     from iem.io.upsample import _FIT_TILE, _coefficient_planes, _fit_where_needed
 
     rng = np.random.default_rng(3)
     guide = rng.integers(0, 256, size=(150, 150, 3), dtype=np.uint8)
-    src = np.zeros((150, 150), dtype=np.float32)
+    src = np.full((150, 150), before, dtype=np.float32)
     edge = [slice(None), slice(None)]
     edge[axis] = slice(_FIT_TILE - 3, None)
-    src[tuple(edge)] = 1.0
+    src[tuple(edge)] = 1.0 - before
     tiled = _fit_where_needed(guide, src, 2, 1e-3)
     full = _coefficient_planes(guide.astype(np.float32) / 255, src, 2, 1e-3)
     assert all(plane.dtype == np.float32 for plane in tiled)
     for plane, reference in zip(tiled, full):
         assert np.allclose(plane, reference, atol=1e-5)
+
+
+def test_guided_coefficients_refuse_mismatched_inputs() -> None:
+    from iem.io.upsample import guided_coefficients
+
+    for guide, src in (((4, 5, 3), (4, 6)), ((4, 5, 4), (4, 5))):
+        message = f"guide must be (H, W, 3) and src (H, W); got {guide} and {src}"
+        with pytest.raises(ValueError, match=re.escape(message)):
+            guided_coefficients(np.zeros(guide), np.zeros(src), 1, 1e-3)
+
+
+@pytest.mark.parametrize("guide_type, src_type", [(np.float32, np.float64), (np.float64, np.float32)])
+def test_mixed_precision_inputs_are_filtered_in_float64(guide_type, src_type) -> None:
+    from iem.io.upsample import guided_coefficients
+
+    rng = np.random.default_rng(4)
+    guide, src = rng.uniform(size=(12, 14, 3)).astype(guide_type), rng.uniform(size=(12, 14)).astype(src_type)
+    a, b = guided_coefficients(guide, src, 2, 1e-3)
+    a64, b64 = guided_coefficients(guide.astype(np.float64), src.astype(np.float64), 2, 1e-3)
+    assert a.dtype == b.dtype == np.float64
+    assert np.array_equal(a, a64) and np.array_equal(b, b64)
+
+
+@pytest.mark.parametrize("method", ["nearest", "bilinear", "guided"])
+def test_a_value_at_the_threshold_is_foreground(method) -> None:
+    photo = Image.new("RGB", (7, 5))
+    assert upsample_mask(np.full((3, 3), 0.5, np.float32), photo, method).all()
+    assert upsample_mask(np.full((5, 7), 0.5, np.float32), photo, method).all()  # already at full size
+
+
+def test_plain_methods_by_formula() -> None:
+    # Nearest: output pixel i reads input floor((i + 0.5) n_in / n_out); bilinear: pixel centres
+    # aligned (the oracle of test_upsample_oracle), compared away from the threshold.
+    from tests.io.test_upsample_oracle import bilinear_by_formula
+
+    soft = np.random.default_rng(0).uniform(size=(6, 8)).astype(np.float32)
+    photo = Image.new("RGB", (19, 13))
+    rows = np.floor((np.arange(13) + 0.5) * 6 / 13).astype(int)
+    cols = np.floor((np.arange(19) + 0.5) * 8 / 19).astype(int)
+    assert np.array_equal(upsample_mask(soft, photo, "nearest"), soft[rows][:, cols] >= 0.5)
+    reference = bilinear_by_formula(soft.astype(np.float64), 13, 19)
+    decided = np.abs(reference - 0.5) > 1e-4
+    assert decided.sum() > 200
+    assert np.array_equal(upsample_mask(soft, photo, "bilinear")[decided], reference[decided] >= 0.5)
