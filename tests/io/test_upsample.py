@@ -225,3 +225,19 @@ def test_plain_methods_by_formula() -> None:
     decided = np.abs(reference - 0.5) > 1e-4
     assert decided.sum() > 200
     assert np.array_equal(upsample_mask(soft, photo, "bilinear")[decided], reference[decided] >= 0.5)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA"])
+def test_photos_of_other_modes_guide_as_their_rgb_conversion(mode) -> None:
+    photo, truth = synthetic_photo(200, 150, seed=8)
+    mask = np.asarray(Image.fromarray(truth).resize((40, 30), Image.BILINEAR))
+    other = photo.convert(mode)
+    assert np.array_equal(upsample_mask(mask, other), upsample_mask(mask, other.convert("RGB")))
+
+
+@pytest.mark.parametrize("method", ["nearest", "bilinear"])
+def test_a_square_mask_onto_a_wide_photo(method) -> None:
+    soft = np.zeros((5, 5), np.float32)
+    soft[:, 3:] = 1.0
+    out = upsample_mask(soft, Image.new("RGB", (9, 5)), method)
+    assert out.shape == (5, 9) and not out[:, :4].any() and out[:, 6:].all()

@@ -314,6 +314,4 @@ def _linear_taps(n_out: int, n_in: int) -> Tuple[np.ndarray, np.ndarray, np.ndar
 
 def _resize_plane(plane: np.ndarray, size: Tuple[int, int], resample: int) -> np.ndarray:
     """Resize a float plane to ``size = (width, height)`` (pixel centres aligned, as PIL does)."""
-    if plane.shape == (size[1], size[0]):
-        return np.array(plane, dtype=np.float32)
     return np.array(Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), "F").resize(size, resample))
