@@ -16,6 +16,7 @@ from benchmarks import (
     loops,
     memory,
     naive,
+    paired,
     paper_protocol,
     photo_path,
     quality,
@@ -27,7 +28,7 @@ from benchmarks import (
 from benchmarks.paper_protocol import iterations_distribution
 from iem.config import IEMConfig
 
-SCRIPTS = (naive, speed, loops, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling, photo_path)
+SCRIPTS = (naive, speed, loops, paired, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling, photo_path)
 
 
 @pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
@@ -206,3 +207,16 @@ def test_distributed_compares_clusters_with_one_process(shared_data, tmp_path, c
     assert set(data["overhead"]) == {"task_round_trip_s", "empty_share_16_images_s"}
     assert json.loads(out.read_text())["config"]["images"] == 4
     assert "per task: scheduler round trip" in capsys.readouterr().out
+
+
+def test_paired_differences_by_hand(tmp_path, capsys):
+    rows = ["method,name,acc,iou,dice,strict_acc,strict_iou,strict_dice"]
+    for method, ious, stricts in (("square", (0.5, 0.6, 0.7), (0.5, 0.6, 0.7)), ("paper", (0.6, 0.6, 0.9), (0.0, 0.6, 0.9))):
+        rows += [f"{method},img{i},0,{iou},0,0,{strict},0" for i, (iou, strict) in enumerate(zip(ious, stricts))]
+    table = tmp_path / "per_image.csv"
+    table.write_text("\n".join(rows) + "\n")
+    assert paired.main([str(table), "--base", "square"]) == 0
+    out = capsys.readouterr().out
+    # differences 10, 0 and 20 points: mean 10, standard deviation 10, standard error 10 / sqrt(3)
+    assert "paper: +10.0 +/- 5.8 over 3 images; nearly empty masks: 1" in out
+    assert "square: +0.0 +/- 0.0 over 3 images; nearly empty masks: 0" in out
