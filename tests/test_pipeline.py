@@ -248,3 +248,55 @@ def test_reading_runs_ahead_of_computing_by_a_bounded_amount(tmp_path: Path, mon
     # In flight (one shape): the batch being computed, the reader queue (batch_size), a partial
     # group (batch_size - 1), one in the reader's hands; an unbounded reader would reach 30.
     assert max(ahead) <= 3 * batch_size, ahead
+
+
+# --------------------------------------------------------------- the reader: what it walks, what it refuses
+
+
+def test_an_argument_naming_nothing_is_one_failure_and_the_rest_goes_on(tmp_path: Path, photos) -> None:
+    pattern = str(tmp_path / "nothing-*.png")
+    summary = segment_files([pattern, tmp_path / "in"], tmp_path / "out", FAST, size=SIZE, progress=False)
+    assert summary.segmented == len(photos)
+    assert [(f.path, f.reason) for f in summary.failures] == [(pattern, "no file matches this pattern")]
+
+
+def test_the_output_folder_inside_the_input_is_not_walked(tmp_path: Path, photos) -> None:
+    out = tmp_path / "in" / "out"
+    out.mkdir()
+    synthetic_photo(64, 48)[0].save(out / "someone-elses.png")  # not an output of ours, but in the output folder
+    summary = segment_files(tmp_path / "in", out, FAST, size=SIZE, progress=False)
+    assert (summary.segmented, summary.failed) == (len(photos), 0)
+    assert not (out / "out").exists() and not (out / "someone-elses.mask.png").exists()
+
+
+def test_outputs_written_beside_the_inputs_are_not_read_back(tmp_path: Path, photos) -> None:
+    folder = tmp_path / "in"
+    first = segment_files(folder, folder, FAST, size=SIZE, progress=False)
+    again = segment_files(folder, folder, FAST, size=SIZE, progress=False)
+    assert first.segmented == len(photos) and (again.segmented, again.skipped, again.failed) == (0, len(photos), 0)
+    assert not list(folder.rglob("*.mask.mask.png"))
+
+
+def test_the_pixel_limit_reaches_the_reader(tmp_path: Path, photos) -> None:
+    summary = segment_files(tmp_path / "in", tmp_path / "out", FAST, size=SIZE, progress=False, max_pixels=5_000)
+    assert summary.segmented == 0 and summary.failed == len(photos)
+    assert all(f.reason.startswith("decompression bomb refused") for f in summary.failures)
+
+
+def test_a_blank_photo_gets_an_empty_mask_and_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    Image.new("RGB", (80, 60), (120, 130, 140)).save(tmp_path / "in" / "grey.png")
+    summary = segment_files(tmp_path / "in", tmp_path / "out", FAST, size=SIZE, progress=False)
+    assert summary.segmented == 1 and len(summary.warnings) == 1
+    assert not np.asarray(Image.open(tmp_path / "out" / "grey.mask.png")).any()
+
+
+def test_an_unexpected_error_in_the_reader_reaches_the_caller(tmp_path: Path, photos, monkeypatch) -> None:
+    import iem.pipeline as pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the reader")
+
+    monkeypatch.setattr(pipeline, "working_copy", broken)
+    with pytest.raises(RuntimeError, match="a bug in the reader"):
+        segment_files(tmp_path / "in", tmp_path / "out", FAST, size=SIZE, progress=False)
