@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from iem.config import IEMConfig
+from iem.core import kernels
 from iem.core.engine import (
     IEMResult,
     auto_chunk_runs,
@@ -118,7 +119,10 @@ def segment_batch(
         tune_cpu_allocator()
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
-    chunk_runs = auto_chunk_runs(h, w, dev, b * runs) if chunk_size is None else chunk_size * runs
+    # The compiled loop's chunks may split an image's runs (both cores on one photo); the torch
+    # loop's keep them together (auto_chunk_runs).
+    whole = 1 if inpainter is None and dev.type == "cpu" and kernels.usable(images, config) else runs
+    chunk_runs = auto_chunk_runs(h, w, dev, b * runs, whole) if chunk_size is None else chunk_size * runs
     filt = LinearFilter.build(h, w, config, images.dtype, dev)
 
     def starts(begin: int, end: int) -> torch.Tensor:

@@ -94,11 +94,28 @@ def test_result_fields_and_selection():
 
 
 def test_a_tie_between_initial_masks_goes_to_the_first_whatever_finishes_first(loop):
-    # Two identical squares give two identical runs; one image's runs go to separate chunks.
+    # Two identical squares give two identical runs; with the compiled loop, one image's runs
+    # go to separate chunks.
     image, _ = composite(40, 40, seed=6)
     cfg = IEMConfig.paper(iterations=20, init_sizes=(78, 78, 44))
     winners = [iem.segment_batch(image, cfg, device="cpu").init.item() for _ in range(4)]
     assert winners[0] in (0, 2) and winners == winners[:1] * 4
+
+
+def test_the_torch_loop_keeps_an_images_runs_in_one_chunk(loop, monkeypatch, two_threads):
+    # The compiled loop spreads one photo's squares over both threads; the torch loop, whose
+    # step has a cost per chunk however few its runs, keeps them together.
+    sizes = []
+    original = engine.run_chunk
+
+    def spy(images, *args, **kwargs):
+        sizes.append(images.shape[0])
+        return original(images, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run_chunk", spy)
+    image, _ = composite(40, 40, seed=1)
+    iem.segment_batch(image, IEMConfig.paper(iterations=3), device="cpu")
+    assert sizes == ([3] if loop == "torch" else [1, 1, 1])
 
 
 def test_progress_counts_every_image_once_when_chunks_split_images(loop):
@@ -356,6 +373,9 @@ def test_auto_chunk_runs_by_hand(two_threads):
     assert engine.auto_chunk_runs(128, 128, cpu, 10_000) == 32
     assert engine.auto_chunk_runs(64, 128, cpu, 10_000) == 64  # half the pixels, twice the runs
     assert engine.auto_chunk_runs(128, 128, cpu, 10) == 2  # ceil(10 / (4 chunks x 2 threads))
+    assert engine.auto_chunk_runs(128, 128, cpu, 10, min_runs=3) == 3  # an image's runs together
+    assert engine.auto_chunk_runs(128, 128, cpu, 100, min_runs=3) == 13  # more than that already
+    assert engine.auto_chunk_runs(2048, 2048, cpu, 10, min_runs=3) == 1  # the size's cap first
     assert engine.auto_chunk_runs(2048, 2048, cpu, 10_000) == 1
     assert engine.auto_chunk_runs(128, 128, cuda, 10) == 8192  # no per-thread cap off the CPU
     assert engine.auto_chunk_runs(256, 128, cuda, 10) == 4096
