@@ -63,7 +63,9 @@ class IEMConfig:
             along the image border that the refinement takes as certain background (0: none).
         grabcut_box_union: With ``grabcut``, also run GrabCut from the box just inside that
             ring (all other pixels probable foreground) and keep the union of the two masks:
-            the two starts fail on different images (docs/beyond.md).
+            the two starts fail on different images (docs/beyond.md). Not in ``best``: it
+            loses on small objects and its second GrabCut exceeds the cost budget. The photo path's second pass
+            starts from the union and does not run the box again.
         grabcut_photo_size: Photo path only (``iem.segment``, ``iem.segment_files``, ``iem
             segment``): with ``grabcut``, GrabCut runs a second time on the photo brought to
             this shorter side (never enlarged), from the working-size mask, before the mask is

@@ -12,6 +12,7 @@ import torch
 
 from benchmarks import (
     common,
+    full_resolution,
     gpu_check,
     loops,
     memory,
@@ -28,7 +29,8 @@ from benchmarks import (
 from benchmarks.paper_protocol import iterations_distribution
 from iem.config import IEMConfig
 
-SCRIPTS = (naive, speed, loops, paired, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling, photo_path)
+SCRIPTS = (naive, speed, loops, paired, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling,
+           photo_path, full_resolution)
 
 
 @pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
@@ -220,3 +222,75 @@ def test_paired_differences_by_hand(tmp_path, capsys):
     # differences 10, 0 and 20 points: mean 10, standard deviation 10, standard error 10 / sqrt(3)
     assert "paper: +10.0 +/- 5.8 over 3 images; nearly empty masks: 1" in out
     assert "square: +0.0 +/- 0.0 over 3 images; nearly empty masks: 0" in out
+
+
+def test_zoom_out_shrinks_the_scene_into_a_frame_filled_from_its_edge():
+    # A uniform grey photo with a white 16x16 square in the middle; ground truth = the square.
+    image = torch.full((1, 3, 32, 32), -0.2)
+    image[:, :, 8:24, 8:24] = 1.0
+    truth = torch.zeros(1, 32, 32, dtype=torch.bool)
+    truth[:, 8:24, 8:24] = True
+    zoomed, small = quality.zoom_out(image, truth, 0.5)
+    assert zoomed.shape == image.shape and small.shape == truth.shape
+    expected = torch.zeros(32, 32, dtype=torch.bool)
+    expected[12:20, 12:20] = True  # the square seen at half size, centred
+    assert torch.equal(small[0], expected)
+    grey = round((-0.2 + 1) * 127.5)
+    pixels = ((zoomed[0] + 1) * 127.5).round()
+    assert bool((pixels[:, 12:20, 12:20] == 255).all())
+    # The frame takes the colour of the photo's edge (4 px of grey, wider than the fill's reach).
+    assert bool(((pixels[:, ~expected] - grey).abs() <= 4).all())
+    assert quality.zoom_out(image, truth, 1.0)[1].equal(truth)
+    with pytest.raises(ValueError, match="zoom"):
+        quality.zoom_out(image, truth, 0.0)
+
+
+def test_quality_refines_iem_masks_computed_once(tmp_path, monkeypatch):
+    images = torch.rand(2, 3, 24, 24) * 2 - 1
+    images[:, :, 6:18, 6:18] = torch.tensor([0.9, -0.8, -0.8]).view(1, 3, 1, 1)
+    method = quality.parse_method("gc=paper:grabcut=true;iterations=5;init_sizes=(60,)", "cpu")
+    direct = method.segment(images)
+    masks, cpu = quality.run(method, images, quality.IEMMasks(tmp_path))
+    assert torch.equal(masks, direct) and cpu > 0
+    plain = quality.parse_method("plain=paper:iterations=5;init_sizes=(60,)", "cpu")
+    # A second cache on the same folder reads IEM's masks back instead of computing them.
+    monkeypatch.setattr(quality, "_segment", lambda *a: pytest.fail("IEM ran again"))
+    again, _ = quality.run(plain, images, quality.IEMMasks(tmp_path))
+    assert torch.equal(again, plain.segment(images))
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+
+
+def test_quality_split_reports_both_halves_of_one_run(shared_data, tmp_path, capsys):
+    out = tmp_path / "quality.json"
+    report = quality.main(["--sets", "grabcut", "--half", "split", "--small", "0.1", "--data", str(shared_data),
+                           "--methods", "gc=paper:grabcut=true;iterations=3", "--cache", str(tmp_path / "cache"), "--out", str(out)])
+    views = report["views"]
+    counts = {view: views[view]["sets"]["grabcut"]["images"] for view in quality.SPLIT_VIEWS}
+    assert counts["all"] == counts["even"] + counts["odd"] and counts["odd"] >= 1
+    for view in quality.SPLIT_VIEWS:
+        cell = views[view]["sets"]["grabcut"]["methods"]["gc"]
+        assert 0 <= cell["strict"] <= cell["inverse_max"] <= 100 and "se" in cell
+    whole = views["all"]["sets"]["grabcut"]["methods"]["paper"]["strict"]
+    halves = [views[v]["sets"]["grabcut"]["methods"]["paper"]["strict"] * counts[v] for v in ("even", "odd")]
+    assert whole == pytest.approx(sum(halves) / counts["all"])
+    assert json.loads(out.read_text())["views"]["odd"]["table"][2].startswith("| paper |")
+    assert "half: odd" in capsys.readouterr().out
+
+
+def test_full_resolution_links_the_first_photos_and_reads_eval_tables(shared_data, tmp_path):
+    images, truths = full_resolution.link_set(shared_data, "weizmann_horse", 3, tmp_path)
+    assert sorted(p.name for p in images.iterdir()) == ["horse001.jpg", "horse002.jpg", "horse003.jpg"]
+    assert sorted(p.stem for p in truths.iterdir()) == ["horse001", "horse002", "horse003"]
+    assert full_resolution.link_set(shared_data, "weizmann_horse", 3, tmp_path) == (images, truths)  # again: kept
+    table = tmp_path / "eval.csv"
+    table.write_text("name,acc,iou,dice,strict_acc,strict_iou,strict_dice,resized\na,1,0.9,1,1,0.5,1,0\nb,1,0.7,1,1,0.7,1,0\n")
+    assert full_resolution.mean_iou(table) == {"photos": 2, "strict": pytest.approx(60.0), "inverse_max": pytest.approx(80.0)}
+
+
+@pytest.mark.slow
+def test_full_resolution_runs_segment_and_eval_end_to_end(shared_data, tmp_path):
+    report = full_resolution.main(["--sets", "grabcut", "--limit", "2", "--runs", "p=--preset paper --iterations 3",
+                                   "--work", str(tmp_path / "w"), "--data", str(shared_data), "--out", str(tmp_path / "fr.json")])
+    scores = report["results"]["p"]["grabcut"]
+    assert scores["photos"] == 2 and 0 < scores["strict"] <= scores["inverse_max"] <= 100
+    assert len(list((tmp_path / "w" / "out" / "p" / "grabcut").glob("*.mask.png"))) == 2

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("cv2")
+cv2 = pytest.importorskip("cv2")
 
 import iem
 from iem.config import IEMConfig
@@ -123,3 +123,16 @@ def test_box_union_adds_the_cut_started_from_the_box():
     assert (from_box & disc).sum() / (from_box | disc).sum() > 0.95
     nothing = np.zeros_like(disc)  # no start to model: the union is the box's cut
     np.testing.assert_array_equal(grabcut_refine_one(image, nothing, 3, 2, box_union=True), from_box)
+
+
+def test_photo_pass_refines_the_working_mask_once_even_with_the_box_union():
+    photo, disc = disc_scene(size=96, radius=20)
+    photo[8:24, 8:24] = [30, 40, 210]  # a blue patch apart: the box's cut takes it, the start does not
+    coarse = np.zeros((24, 24), bool)
+    coarse[8:16, 8:16] = True  # the disc's centre
+    start = cv2.resize(coarse.astype(np.float32), (96, 96), interpolation=cv2.INTER_LINEAR) >= 0.5
+    config = IEMConfig.best(grabcut_photo_size=96, grabcut_box_union=True)
+    ring = border_width(config.grabcut_border, 96, 96)
+    expected = grabcut_refine_one(photo, start, config.grabcut_iterations, ring)
+    np.testing.assert_array_equal(refine_on_photo(photo, coarse, config), expected)
+    assert not np.array_equal(expected, grabcut_refine_one(photo, start, config.grabcut_iterations, ring, box_union=True))

@@ -142,8 +142,9 @@ def refine_on_photo(photo: np.ndarray, mask: np.ndarray, config: IEMConfig) -> n
     Args:
         photo: ``(H, W, 3)`` uint8 RGB photo.
         mask: ``(h, w)`` bool or soft in [0, 1] working-size mask covering the whole photo.
-        config: ``grabcut``, ``grabcut_photo_size``, ``grabcut_iterations``, ``grabcut_border``,
-            ``grabcut_box_union``.
+        config: ``grabcut``, ``grabcut_photo_size``, ``grabcut_iterations``, ``grabcut_border``.
+            The cut from the box (``grabcut_box_union``) is not run again here: its part of the
+            working mask is already in the start, and this pass only moves the outline.
 
     Returns:
         ``(h', w')`` bool mask at the refinement size; ``mask`` itself when the pass is off
@@ -161,4 +162,4 @@ def refine_on_photo(photo: np.ndarray, mask: np.ndarray, config: IEMConfig) -> n
     image = photo if (height, width) == photo.shape[:2] else cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
     start = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
     ring = border_width(config.grabcut_border, height, width)
-    return grabcut_refine_one(image, start, config.grabcut_iterations, ring, config.grabcut_box_union)
+    return grabcut_refine_one(image, start, config.grabcut_iterations, ring)
