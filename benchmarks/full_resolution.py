@@ -114,7 +114,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     lines = [header, "|" + "---|" * (len(folders) + 1)]
     for label, options in runs:
         cells = [f"{results[label][f]['strict']:.1f} ({results[label][f]['inverse_max']:.1f})" for f in folders]
-        lines.append(f"| {label} (`{options}`) | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} ({f'`{options}`' if options else 'default settings'}) | " + " | ".join(cells) + " |")
     print("\nstrict IoU (inverse-max) at the photo's size\n\n" + "\n".join(lines))
     report = {"runs": dict(runs), "sets": folders, "results": results, "table": lines, "environment": common.environment()}
     common.write_json(report, Path(args.out))

@@ -245,6 +245,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     names = dict(DEV_SETS)
     folders = args.sets.split(",")
     views = SPLIT_VIEWS if args.half == "split" else (args.half,)
+    suffix = args.half + (f"-zoom{args.zoom:g}" if args.zoom != 1.0 else "") + (f"-small{args.small:g}" if args.small is not None else "")
+    out = Path(args.out) if args.out else common.RESULTS_DIR / f"quality-{suffix}.json"
     scores: Dict[str, Dict[str, Tuple[torch.Tensor, torch.Tensor, float]]] = {}
     for folder in folders:
         images, truths = load_set(root, folder, "all" if args.half == "split" else args.half, args.zoom, args.small)
@@ -258,15 +260,35 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
             scores[folder][method.name] = (strict, inverse, cpu / images.shape[0])
             print(f"{names.get(folder, folder)} ({images.shape[0]} images) {method.name}: "
                   f"{100 * float(strict.mean()):.1f} ({100 * float(inverse.mean()):.1f}), {1000 * cpu / images.shape[0]:.0f} ms", flush=True)
+        # Written after each set, marked incomplete, so that a stopped run leaves what it measured.
+        common.write_json({**summarize(scores, methods, names, views, args.half == "split"), "incomplete": True}, out)
     title = (f", zoom {args.zoom:g}" if args.zoom != 1.0 else "") + (
         f", ground truth under {args.small:g} of the frame" if args.small is not None else "")
-    report: Dict[str, Any] = {"methods": specs, "descriptions": {m.name: m.description for m in methods}, "views": {}}
+    report = summarize(scores, methods, names, views, args.half == "split")
+    for view in views:
+        print(f"\nstrict IoU (inverse-max) difference to {BASELINE} ± paired SE, CPU ms/image (all images); half: {view}{title}\n")
+        print("\n".join(report["views"][view]["table"]))
+    report["environment"] = common.environment()
+    common.write_json(report, out)
+    return report
+
+
+def summarize(
+    scores: Dict[str, Dict[str, Tuple[torch.Tensor, torch.Tensor, float]]],
+    methods: Sequence[Method],
+    names: Dict[str, str],
+    views: Sequence[str],
+    split: bool,
+) -> Dict[str, Any]:
+    """The report of the sets scored so far: per view, set and method the means, the paired
+    difference to :data:`BASELINE` and the CPU time, and a Markdown table per view."""
+    report: Dict[str, Any] = {"methods": [m.name for m in methods], "descriptions": {m.name: m.description for m in methods}, "views": {}}
     for view in views:
         results: Dict[str, Any] = {}
         rows: Dict[str, List[str]] = {m.name: [] for m in methods}
-        for folder in folders:
+        for folder in scores:
             base = scores[folder][BASELINE][0]
-            part = view_of(base.numel(), view) if args.half == "split" else slice(None)
+            part = view_of(base.numel(), view) if split else slice(None)
             results[folder] = {"images": int(base[part].numel()), "methods": {}}
             for name, (strict, inverse, cpu) in scores[folder].items():
                 record = {"strict": 100 * float(strict[part].mean()), "inverse_max": 100 * float(inverse[part].mean()),
@@ -277,15 +299,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                     cell += f" {record['delta']:+.1f} ± {record['se']:.1f}"
                 results[folder]["methods"][name] = record
                 rows[name].append(f"{cell}, {record['cpu_ms_per_image']:.0f} ms")
-        header = "| method | " + " | ".join(f"{names.get(f, f)} ({results[f]['images']})" for f in folders) + " |"
-        lines = [header, "|" + "---|" * (len(folders) + 1)] + [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows.items()]
-        print(f"\nstrict IoU (inverse-max) difference to {BASELINE} ± paired SE, CPU ms/image (all images); half: {view}{title}\n")
-        print("\n".join(lines))
+        header = "| method | " + " | ".join(f"{names.get(f, f)} ({results[f]['images']})" for f in scores) + " |"
+        lines = [header, "|" + "---|" * (len(scores) + 1)] + [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows.items()]
         report["views"][view] = {"sets": results, "table": lines}
-    suffix = args.half + (f"-zoom{args.zoom:g}" if args.zoom != 1.0 else "") + (f"-small{args.small:g}" if args.small is not None else "")
-    out = Path(args.out) if args.out else common.RESULTS_DIR / f"quality-{suffix}.json"
-    report["environment"] = common.environment()
-    common.write_json(report, out)
     return report
 
 
