@@ -373,6 +373,7 @@ def test_auto_chunk_runs_by_hand(two_threads):
     assert engine.auto_chunk_runs(128, 128, cpu, 10_000) == 32
     assert engine.auto_chunk_runs(64, 128, cpu, 10_000) == 64  # half the pixels, twice the runs
     assert engine.auto_chunk_runs(128, 128, cpu, 10) == 2  # ceil(10 / (4 chunks x 2 threads))
+    assert engine.auto_chunk_runs(128, 128, cpu, 3) == 1  # one photo's squares on separate chunks
     assert engine.auto_chunk_runs(128, 128, cpu, 10, min_runs=3) == 3  # an image's runs together
     assert engine.auto_chunk_runs(128, 128, cpu, 100, min_runs=3) == 13  # more than that already
     assert engine.auto_chunk_runs(2048, 2048, cpu, 10, min_runs=3) == 1  # the size's cap first
