@@ -642,7 +642,9 @@ def _record_settings(out: Path, settings: Dict[str, Any], model: Optional[PathLi
     """Refuse to resume over outputs made with other settings; record this run's (iem.io.record)."""
     compared = {key: settings[key] for key in RECORDED_SETTINGS}
     if model is not None:  # the network's weights, not where the file lies, make the masks
-        compared["model"] = hashlib.sha256(Path(model).read_bytes()).hexdigest()
+        from iem.segnet.shipped import resolve_model
+
+        compared["model"] = hashlib.sha256(resolve_model(model).read_bytes()).hexdigest()
     notes = {key: value for key, value in settings.items() if key not in RECORDED_SETTINGS or key == "model"}
     try:
         record_settings(out, compared, overwrite, notes)

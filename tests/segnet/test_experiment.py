@@ -10,7 +10,7 @@ import pytest
 
 from iem import IEMConfig
 from iem.datasets import write_shapes_dataset
-from iem.segnet.experiment import experiment_markdown, run_experiment
+from iem.segnet.experiment import HALVES, experiment_markdown, half_results, run_collection_experiment, run_experiment
 from iem.segnet.train import TrainSettings
 from tests.conftest import require_shared
 
@@ -56,3 +56,26 @@ def test_experiment_on_weizmann_horse_subset(tmp_path: Path) -> None:
     # every method finds something of the horses: well above an empty mask's IoU of 0
     assert min(scores.values()) > 0.25, scores
     assert result.pipeline.train.losses[-1] < result.pipeline.train.losses[0]
+
+
+def test_collection_experiment_trains_on_one_folder_and_scores_another(tmp_path: Path) -> None:
+    collection, labelled = tmp_path / "unlabelled", tmp_path / "labelled"
+    write_shapes_dataset(collection, count=6, size=(48, 64), seed=2)
+    write_shapes_dataset(labelled, count=5, size=(48, 64), seed=3)
+    settings = TrainSettings(epochs=1, min_steps_per_epoch=2, schedule="onecycle", precision="bf16")
+    result = run_collection_experiment(
+        labelled, collection / "images", tmp_path / "out", settings,
+        IEMConfig.paper(iterations=3), device="cpu", iem_name="paper",
+    )
+    assert [r.method for r in result.bench.results] == METHODS
+    assert all(r.images == 5 for r in result.bench.results)
+    assert len(result.train_names) == 6 and len(result.pipeline.selected) == pytest.approx(0.8 * 6, abs=1)
+    # the halves partition the images: even indices first, then odd
+    even, odd = (half_results(result.bench, half) for half in HALVES)
+    for whole, a, b in zip(result.bench.results, even, odd):
+        assert [r.name for r in a.rows] == [r.name for r in whole.rows[0::2]]
+        assert [r.name for r in b.rows] == [r.name for r in whole.rows[1::2]]
+        assert a.seconds + b.seconds == pytest.approx(whole.seconds)
+    text = experiment_markdown(result, "cmd")
+    assert "Even half (choices made here)" in text and "Odd half (reported only)" in text
+    assert (tmp_path / "out" / "model.iem.npz").is_file()

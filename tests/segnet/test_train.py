@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from iem.segnet import train as train_module
 from iem.segnet.checkpoint import read_checkpoint
-from iem.segnet.train import CheckpointMismatch, TrainSettings, train_segnet
+from iem.segnet.train import CheckpointMismatch, TrainSettings, data_fingerprint, train_segnet
 
 from tests.segnet.synthetic import blobs
 
@@ -82,7 +85,16 @@ def test_small_collections_get_a_smaller_batch() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"epochs": -1}, {"batch_size": 0}, {"learning_rate": 0.0}, {"top_k": 0}, {"top_fraction": 2.0}]
+    "kwargs",
+    [
+        {"epochs": -1},
+        {"batch_size": 0},
+        {"learning_rate": 0.0},
+        {"top_k": 0},
+        {"top_fraction": 2.0},
+        {"schedule": "cosine"},
+        {"precision": "fp16"},
+    ],
 )
 def test_invalid_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
@@ -100,3 +112,65 @@ def test_shapes_are_checked(data, tmp_path: Path) -> None:
         train_segnet(images[:, :2], labels, tmp_path / "m.pt", FAST, device="cpu")
     with pytest.raises(ValueError):
         train_segnet(images, labels[:5], tmp_path / "m.pt", FAST, device="cpu")
+
+
+def test_the_paper_rate_is_constant() -> None:
+    settings = TrainSettings(learning_rate=2e-3)
+    assert {settings.learning_rate_at(step, 100) for step in range(100)} == {2e-3}
+
+
+def test_one_cycle_rises_to_the_peak_then_anneals() -> None:
+    peak, total = 4e-3, 100
+    settings = TrainSettings(learning_rate=peak, schedule="onecycle")
+    rates = [settings.learning_rate_at(step, total) for step in range(total)]
+    # by hand: peak / 25 at the start, the peak after 30 % of the steps, peak / 25e4 at the last
+    assert rates[0] == pytest.approx(peak / 25)
+    assert rates[30] == pytest.approx(peak) and max(rates) == pytest.approx(peak)
+    assert rates[-1] == pytest.approx(peak / 25e4)
+    # halfway through the warm-up and the decay, the cosine is at the middle of its range
+    assert rates[15] == pytest.approx((peak + peak / 25) / 2)
+    assert rates[30 + 69 // 2] == pytest.approx((peak + peak / 25e4) / 2, rel=0.05)
+    assert all(a <= b for a, b in zip(rates[:30], rates[1:31]))
+    assert all(a >= b for a, b in zip(rates[30:], rates[31:]))
+
+
+def test_one_cycle_in_bf16_learns_and_resumes_exactly(data, tmp_path: Path, monkeypatch) -> None:
+    images, labels = data
+    fast = FAST.replace(epochs=4, schedule="onecycle", precision="bf16")
+    straight = train_segnet(images, labels, tmp_path / "a.pt", fast, device="cpu")
+    assert straight.losses[-1] < 0.7 * straight.losses[0]
+    assert read_checkpoint(tmp_path / "a.pt")["settings"]["schedule"] == "onecycle"
+    # interrupted during the third epoch, then resumed: the same batches and rates as straight
+    real_epoch, calls = train_module._run_epoch, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[-2])  # the epoch's learning rates
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_segnet(images, labels, tmp_path / "b.pt", fast, device="cpu")
+    monkeypatch.setattr(train_module, "_run_epoch", real_epoch)
+    assert read_checkpoint(tmp_path / "b.pt")["epoch"] == 2
+    resumed = train_segnet(images, labels, tmp_path / "b.pt", fast, device="cpu")
+    assert resumed.start_epoch == 2
+    assert resumed.losses == pytest.approx(straight.losses, rel=1e-5)
+    assert calls[0][0] == pytest.approx(fast.learning_rate / 25)  # the first step warms up
+    # the epochs fix a one-cycle schedule: a longer run is another run, not a continuation
+    with pytest.raises(CheckpointMismatch):
+        train_segnet(images, labels, tmp_path / "a.pt", fast.replace(epochs=5), device="cpu")
+
+
+def test_the_paper_recipe_keeps_the_fingerprint_of_older_checkpoints(data) -> None:
+    images, labels = data
+    settings = FAST
+    old = {k: v for k, v in settings.to_dict().items() if k not in ("epochs", "schedule", "precision")}
+    digest = hashlib.sha256()
+    for tensor in (images, labels):
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    digest.update(json.dumps(old, sort_keys=True).encode())
+    assert data_fingerprint(images, labels, settings) == digest.hexdigest()
+    assert data_fingerprint(images, labels, settings.replace(precision="bf16")) != digest.hexdigest()

@@ -223,8 +223,9 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
 )
 @click.option(
     "--model",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Checkpoint of a trained network (iem train): its masks replace IEM's.",
+    type=click.Path(dir_okay=False),
+    help="A trained network: the name of a shipped one (flowers) or a checkpoint file (iem train); "
+    "its masks replace IEM's.",
 )
 @click.option("--refine", is_flag=True, help="With --model: run IEM starting from the network's masks.")
 @click.option(
@@ -286,6 +287,7 @@ def segment(
       iem segment 'shoots/**/*.jpg' -o out/ --device cuda --batch-size 64
       iem segment photos/ -o out/ --preset released --iterations 100 --no-smoothing
       iem segment - < photo.jpg > mask.png
+      iem segment flowers/ -o out/ --model flowers
       iem segment photos/ -o out/ --model segnet.pt --refine --json
       iem segment photo.jpg -o out/ --box 40,30,600,470 --background-mask bg.png
       iem segment photos/ -o out/ --cluster local:2

@@ -63,3 +63,26 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
     if state.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint version {state.get('version')} is not supported")
     return state
+
+
+#: What a slim checkpoint keeps: enough to rebuild and describe the network, not to resume it.
+SLIM_KEYS = ("hparams", "model", "settings", "epoch", "losses", "batch_size", "train_size", "complete")
+#: Entries of ``meta`` that stay (the per-file lists of a large collection are dropped).
+SLIM_META = ("collection_size", "iem_config")
+
+
+def slim_checkpoint(source: PathLike, target: PathLike, **notes: Any) -> Dict[str, Any]:
+    """Write a copy of a checkpoint without its optimiser state and file lists (for shipping).
+
+    The result loads with :func:`iem.segnet.load_model` like the original but cannot resume
+    training; ``notes`` (plain data) are stored under ``meta``. Returns the state written.
+
+    Raises:
+        CheckpointError: ``source`` is not a readable checkpoint.
+    """
+    state = read_checkpoint(source)
+    meta = {k: v for k, v in state.get("meta", {}).items() if k in SLIM_META}
+    slim = {k: state[k] for k in SLIM_KEYS if k in state}
+    slim["meta"] = {**meta, **notes}
+    save_checkpoint(target, slim)
+    return read_checkpoint(target)

@@ -13,6 +13,7 @@ from iem import IEMConfig, IEMResult, segment_batch
 from iem.core.engine import resolve_device
 from iem.segnet.checkpoint import CheckpointError, read_checkpoint
 from iem.segnet.model import SegNet
+from iem.segnet.shipped import resolve_model
 
 PathLike = Union[str, os.PathLike]
 
@@ -23,18 +24,21 @@ DEFAULT_PREDICT_BATCH = 64
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "cpu") -> nn.Module:
-    """Rebuild a trained :class:`SegNet` from a checkpoint written by ``iem train``.
+    """Rebuild a trained :class:`SegNet` from a checkpoint written by ``iem train``, or a shipped one.
 
     Args:
-        path: Checkpoint file (``.pt``).
+        path: Checkpoint file (``.pt``), or the bare name of a network shipped with the package
+            (``"flowers"``; see :func:`iem.segnet.shipped.shipped_models`).
         device: Where to put the model (``"auto"`` picks CUDA when present).
 
     Returns:
         The network in eval mode.
 
     Raises:
-        CheckpointError: the file is missing, unreadable or not a SegNet checkpoint.
+        CheckpointError: the file is missing, unreadable or not a SegNet checkpoint, or a bare
+            name is not shipped (:class:`~iem.segnet.shipped.UnknownModelName`, listing the names).
     """
+    path = resolve_model(path)
     state = read_checkpoint(path)
     try:
         model = SegNet(**state["hparams"])
