@@ -61,7 +61,12 @@ def run_method(name: str, photos: Path, out: Path) -> Dict[str, Any]:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.segnet_segment",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Example"):],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--photos", type=int, default=300, help="How many Flowers-102 photos (the first in name order).")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"Comma-separated, among {', '.join(METHODS)}.")
     parser.add_argument("--data", default=None, help="Folder holding flowers102/ (default: ../shared/data).")

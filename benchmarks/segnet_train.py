@@ -87,7 +87,12 @@ def bf16_agreement(images: torch.Tensor) -> Dict[str, float]:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.segnet_train",
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Example"):],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--threads", default="1,2", help="Comma-separated torch thread counts.")
     parser.add_argument("--batch", type=int, default=32, help="Images per step.")
     parser.add_argument("--steps", type=int, default=2, help="Timed steps per variant and round.")

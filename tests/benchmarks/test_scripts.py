@@ -21,6 +21,8 @@ from benchmarks import (
     paper_protocol,
     photo_path,
     quality,
+    segnet_segment,
+    segnet_train,
     speed,
     table,
     upsample_accuracy,
@@ -30,9 +32,10 @@ from benchmarks.paper_protocol import iterations_distribution
 from iem import metrics
 from iem.config import IEMConfig
 from iem.datasets import open_dataset
+from tests.conftest import require_shared
 
 SCRIPTS = (naive, speed, loops, paired, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling,
-           photo_path, full_resolution)
+           photo_path, full_resolution, segnet_train, segnet_segment)
 
 
 @pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
@@ -308,3 +311,23 @@ def test_best_keeps_small_objects_where_the_box_cut_fails(shared_data):
     score = {name: float(metrics.binary_scores(quality.parse_method(name, "cpu").segment(images), truths, convention="strict")["iou"].mean())
              for name in ("best", "paper", "grabcut@0.015625")}
     assert score["best"] > score["paper"] + 0.08 and score["best"] > score["grabcut@0.015625"] + 0.08
+
+
+def test_segnet_train_times_every_variant_and_measures_bf16(shared_data, tmp_path, capsys):
+    out = tmp_path / "train.json"
+    report = segnet_train.main(["--threads", "1", "--batch", "2", "--steps", "1", "--rounds", "1", "--data", str(shared_data), "--out", str(out)])
+    variants = {(r["precision"], r["format"]) for r in report["rows"]}
+    assert variants == {(p, f) for p in segnet_train.PRECISIONS for f in segnet_train.FORMATS}
+    assert all(r["images_per_s"] > 0 for r in report["rows"]) and report["rows"][0]["ratio"] == 1.0
+    assert 0 <= report["bf16_agreement"]["mask_pixels_differing"] < 0.1
+    assert json.loads(out.read_text())["config"]["batch"] == 2 and "bf16 vs fp32" in capsys.readouterr().out
+
+
+def test_segnet_segment_compares_the_network_with_iem(shared_data, tmp_path, capsys):
+    require_shared("flowers102", "images")
+    out = tmp_path / "segment.json"
+    report = segnet_segment.main(["--photos", "2", "--methods", "flowers,paper", "--data", str(shared_data), "--out", str(out)])
+    rows = {r["method"]: r for r in report["rows"]}
+    assert set(rows) == {"flowers", "paper"} and all(r["masks"] == 2 for r in rows.values())
+    assert rows["paper"]["ratio_to_reference"] == 1.0
+    assert "x paper" in capsys.readouterr().out and json.loads(out.read_text())["config"]["photos"] == 2

@@ -74,11 +74,21 @@ def test_another_collection_needs_fresh(images: Path, tmp_path: Path) -> None:
         ["--top-fraction", "0"],
         ["--epochs", "-1"],
         ["--iterations", "-3"],
+        ["--schedule", "cosine"],
+        ["--precision", "fp16"],
     ],
 )
 def test_usage_errors_exit_2(images: Path, tmp_path: Path, args: list) -> None:
     result = _train(str(images), "--out", str(tmp_path / "m.pt"), *FAST, *args)
     assert result.exit_code == 2, result.output
+
+
+def test_the_cpu_options_reach_the_checkpoint(images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.pt"
+    result = _train(str(images), "--out", str(out), "--top-k", "3", "--schedule", "onecycle", "--precision", "bf16", *FAST)
+    assert result.exit_code == 0, result.output
+    settings = read_checkpoint(out)["settings"]
+    assert settings["schedule"] == "onecycle" and settings["precision"] == "bf16"
 
 
 def test_no_image_is_a_usage_error(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ def test_segment_with_the_shipped_network_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     photos = sorted(SAMPLES.glob("*.jpg"))
     for photo in photos:
-        mask = Image.open(tmp_path / f"{photo.stem}.png")
+        mask = Image.open(tmp_path / f"{photo.stem}.mask.png")
         assert mask.size == Image.open(photo).size
         assert set(mask.getdata()) <= {0, 255}
 

@@ -11,6 +11,7 @@ import click
 from iem.cli.segment import config_from_options, config_options
 from iem.config import PRESETS
 from iem.io.names import printable_line, quote_name
+from iem.segnet.train import PRECISIONS, SCHEDULES
 
 #: Exit statuses: some input failed; a usage error.
 EXIT_INPUT_FAILED = 1
@@ -43,6 +44,18 @@ _DEVICES = ("auto", "cpu", "cuda")
     help="Keep this share of the masks instead. [default: 0.8]",
 )
 @click.option("--flip/--no-flip", default=None, help="Random horizontal flips while training. [default: flip]")
+@click.option(
+    "--schedule",
+    type=click.Choice(SCHEDULES),
+    default=None,
+    help="Learning rate: the paper's constant one, or one cycle peaking at --lr. [default: constant]",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default=None,
+    help="Forward pass in float32, or bfloat16 autocast (about twice as fast on CPUs with AVX-512 BF16). [default: fp32]",
+)
 @click.option("--seed", type=int, default=None, help="Seed of the weights, shuffling and flips. [default: 0]")
 @click.option("--device", type=click.Choice(_DEVICES), default="auto", show_default=True, help="Where to compute.")
 @click.option("--fresh", is_flag=True, help="Start over, ignoring (and replacing) an existing checkpoint.")
@@ -67,6 +80,8 @@ def train(
     top_k: Optional[int],
     top_fraction: Optional[float],
     flip: Optional[bool],
+    schedule: Optional[str],
+    precision: Optional[str],
     seed: Optional[int],
     device: str,
     fresh: bool,
@@ -92,6 +107,7 @@ def train(
     Examples:
       iem train ../shared/data/weizmann_horse/images --out horse.pt
       iem train photos/ --out model.pt --epochs 20 --top-k 200 --device cuda
+      iem train flowers/ --out flowers.pt --schedule onecycle --lr 0.003 --epochs 1 --batch-size 16 --precision bf16
       iem train 'birds/**/*.jpg' --out birds.pt --preset released --iterations 100
       iem train photos/ --out model.pt --cluster tcp://scheduler:8786
     """
@@ -110,6 +126,8 @@ def train(
         "top_fraction": top_fraction,
         "flip": flip,
         "seed": seed,
+        "schedule": schedule,
+        "precision": precision,
     }
     try:
         settings = TrainSettings(**{k: v for k, v in changes.items() if v is not None})
