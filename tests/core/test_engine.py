@@ -387,9 +387,9 @@ def test_resolve_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert engine.resolve_device("auto") == torch.device("cpu")
     assert engine.resolve_device(torch.device("cpu")) == torch.device("cpu")
-    with pytest.raises(ValueError, match=re.escape("device 'cuda' was requested but no CUDA GPU is available")):
+    with pytest.raises(ValueError, match="^" + re.escape("device 'cuda' was requested but no CUDA GPU is available") + "$"):
         engine.resolve_device("cuda:0")
-    with pytest.raises(ValueError, match=re.escape("device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got 'gpu'")):
+    with pytest.raises(ValueError, match="^" + re.escape("device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got 'gpu'") + "$"):
         engine.resolve_device("gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert engine.resolve_device("auto") == torch.device("cuda")
