@@ -331,11 +331,12 @@ def test_every_run_is_computed_once(monkeypatch):
 
 
 @pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+def two_threads(monkeypatch):
+    """torch reports two threads, so that chunks run on two Python threads, while its OpenMP
+    pool keeps its size: resizing it in a forked process (mutation testing forks one per
+    mutant) can hang."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(torch, "set_num_threads", lambda count: None)
 
 
 @pytest.mark.parametrize("sizes", [(78, 78), (30, 78)])
