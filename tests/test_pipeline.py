@@ -277,9 +277,13 @@ def test_outputs_written_beside_the_inputs_are_not_read_back(tmp_path: Path, pho
     assert not list(folder.rglob("*.mask.mask.png"))
 
 
-def test_the_pixel_limit_reaches_the_reader(tmp_path: Path, photos) -> None:
+def test_the_pixel_limit_reaches_the_reader(tmp_path: Path, photos, monkeypatch) -> None:
+    # Refused before any work: the reader checks the limit, so IEM never runs on such a photo.
+    calls = []
+    soft_masks = Segmenter.soft_masks
+    monkeypatch.setattr(Segmenter, "soft_masks", lambda self, *args: calls.append(1) or soft_masks(self, *args))
     summary = segment_files(tmp_path / "in", tmp_path / "out", FAST, size=SIZE, progress=False, max_pixels=5_000)
-    assert summary.segmented == 0 and summary.failed == len(photos)
+    assert summary.segmented == 0 and summary.failed == len(photos) and not calls
     assert all(f.reason.startswith("decompression bomb refused") for f in summary.failures)
 
 

@@ -456,3 +456,19 @@ def test_the_allocator_is_left_alone(fake_libc, monkeypatch, reason):
     if reason == "no glibc":  # tried once, not at every batch
         engine.tune_cpu_allocator()
         assert fake_libc == ["libc.so.6"]
+
+
+def test_pins_reach_every_run_of_the_batch(loop):
+    # segment_batch passes each image's pins down to its runs' loops: the kept mask is the loop's
+    # own pinned result, not an unpinned one with the marks set again at the end.
+    image, _ = composite(40, 48, seed=3)
+    fixed = torch.zeros(1, 2, 40, 48, dtype=torch.bool)
+    fixed[0, 0, 0:8, :] = True  # a foreground band along the top, in the background
+    fixed[0, 1, 12:28, 12:36] = True  # a background block over the object
+    cfg = IEMConfig.released(iterations=40)
+    filt = LinearFilter.build(40, 48, cfg, torch.float32, "cpu")
+    expected, _ = optimize_masks(image, initial_masks(40, 48, cfg.init_sizes), cfg, filt, fixed=fixed)
+    unpinned, _ = optimize_masks(image, initial_masks(40, 48, cfg.init_sizes), cfg, filt)
+    assert not torch.equal(expected, (unpinned | fixed[:, :1]) & ~fixed[:, 1:])  # the pins change the run
+    got = iem.segment_batch(image, cfg, device="cpu", foreground=fixed[:, :1], background=fixed[:, 1:])
+    assert torch.equal(got.masks, expected)
