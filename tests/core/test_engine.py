@@ -382,6 +382,8 @@ def test_auto_chunk_runs_by_hand(two_threads):
     assert engine.auto_chunk_runs(128, 128, cuda, 10) == 8192  # no per-thread cap off the CPU
     assert engine.auto_chunk_runs(256, 128, cuda, 10) == 4096
     assert engine.auto_chunk_runs(128, 128, other, 10) == 32  # an unknown device: the CPU's size
+    assert engine.auto_chunk_runs(128, 128, cpu, 10, min_runs=3) == 3  # one image's runs kept together
+    assert engine.auto_chunk_runs(2048, 2048, cpu, 10, min_runs=3) == 1  # within the size's cap
 
 
 def test_resolve_device(monkeypatch):
