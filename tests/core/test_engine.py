@@ -102,20 +102,26 @@ def test_a_tie_between_initial_masks_goes_to_the_first_whatever_finishes_first(l
     assert winners[0] in (0, 2) and winners == winners[:1] * 4
 
 
-def test_the_torch_loop_keeps_an_images_runs_in_one_chunk(loop, monkeypatch, two_threads):
-    # The compiled loop spreads one photo's squares over both threads; the torch loop, whose
-    # step has a cost per chunk however few its runs, keeps them together.
+@pytest.fixture
+def chunk_sizes(monkeypatch):
+    """The number of runs of every chunk that ``engine.run_chunk`` computes, in call order."""
     sizes = []
-    original = engine.run_chunk
+    real = engine.run_chunk
 
     def spy(images, *args, **kwargs):
         sizes.append(images.shape[0])
-        return original(images, *args, **kwargs)
+        return real(images, *args, **kwargs)
 
     monkeypatch.setattr(engine, "run_chunk", spy)
+    return sizes
+
+
+def test_the_torch_loop_keeps_an_images_runs_in_one_chunk(loop, chunk_sizes, two_threads):
+    # The compiled loop spreads one photo's squares over both threads; the torch loop, whose
+    # step has a cost per chunk however few its runs, keeps them together.
     image, _ = composite(40, 40, seed=1)
     iem.segment_batch(image, IEMConfig.paper(iterations=3), device="cpu")
-    assert sizes == ([3] if loop == "torch" else [1, 1, 1])
+    assert chunk_sizes == ([3] if loop == "torch" else [1, 1, 1])
 
 
 def test_progress_counts_every_image_once_when_chunks_split_images(loop):
@@ -313,21 +319,13 @@ def test_progress_with_one_run_per_image(loop):
     assert seen == [1, 1, 1]
 
 
-def test_every_run_is_computed_once(monkeypatch):
-    rows = []
-    real = engine.run_chunk
-
-    def counting(images, *args, **kwargs):
-        rows.append(images.shape[0])
-        return real(images, *args, **kwargs)
-
-    monkeypatch.setattr(engine, "run_chunk", counting)
+def test_every_run_is_computed_once(chunk_sizes):
     images = torch.cat([composite(32, 32, seed=s)[0] for s in range(3)])
     cfg = IEMConfig.paper(iterations=2)
     filt = LinearFilter.build(32, 32, cfg, torch.float32, "cpu")
     squares = initial_masks(32, 32, cfg.init_sizes).view(1, 3, 32, 32).expand(3, -1, -1, -1)
     engine.run_chunks(images, lambda begin, end: squares[begin:end], 3, cfg, filt, chunk_runs=2)
-    assert sum(rows) == 9 and max(rows) == 2
+    assert sum(chunk_sizes) == 9 and max(chunk_sizes) == 2
 
 
 @pytest.fixture
