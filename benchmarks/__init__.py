@@ -15,6 +15,6 @@ import os
 # Benchmarks time the compiled CPU loop: compile it at first use rather than running the torch
 # loop while it compiles in the background (iem.core.kernels.ready).
 os.environ.setdefault("IEM_NUMBA", "wait")
-# The scripts import torch before iem, so iem's own default (idle OpenMP workers sleep) would
-# come too late: set it here, where it still acts, so the benchmarks time what users run.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# iem first, before any script imports torch: its import sets the OpenMP idle policy users
+# get, which acts only before torch loads.
+import iem  # noqa: E402,F401

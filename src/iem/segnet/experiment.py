@@ -221,7 +221,6 @@ def run_collection_experiment(
 
 def experiment_markdown(result: ExperimentResult, command: str) -> str:
     """The report: command, split, test table, pseudo-label quality, training details."""
-    train = result.pipeline.train
     if result.collection is not None:
         return _collection_markdown(result, command)
     lines = [
@@ -240,9 +239,7 @@ def experiment_markdown(result: ExperimentResult, command: str) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for group, row in result.pseudo.items():
-        values = " | ".join(
-            f"{100 * row[k]:.1f}" for k in ("acc", "iou", "dice", "strict_acc", "strict_iou", "strict_dice")
-        )
+        values = " | ".join(f"{100 * row[k]:.1f}" for k in SCORE_KEYS)
         lines.append(f"| {group} | {int(row['images'])} | {values} |")
     lines += ["", *_training_lines(result)]
     return "\n".join(lines) + "\n"
