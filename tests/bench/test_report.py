@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from iem.bench.report import markdown_report, per_image_csv, read_results_json, write_results_json
+from iem.bench.report import (
+    markdown_report,
+    per_image_csv,
+    read_per_image_csv,
+    read_results_json,
+    write_per_image_csv,
+    write_results_json,
+)
 from iem.bench.runner import BenchResult, ImageScores, MethodResult
 
 RESULT_KEYS = ["method", "acc", "iou", "dice", "strict_acc", "strict_iou", "strict_dice", "seconds", "images"]
@@ -60,3 +67,31 @@ def test_per_image_csv() -> None:
     assert rows[0] == ["method", "name", "acc", "iou", "dice", "strict_acc", "strict_iou", "strict_dice"]
     assert rows[1][:2] == ["paper", "a"] and float(rows[1][3]) == pytest.approx(1 / 3, abs=1e-6)
     assert len(rows) == 3
+
+
+def test_per_image_csv_reads_back_method_by_method(tmp_path: Path) -> None:
+    bench = _bench()
+    second = MethodResult("segnet", "", rows=[ImageScores("a", 0.5, 0.25, 0.4, 0.5, 0.25, 0.4)])
+    path = tmp_path / "per_image.csv"
+    write_per_image_csv([bench.results[0], second], path)
+    back = read_per_image_csv(path)
+    assert [r.method for r in back] == ["paper", "segnet"]
+    assert [row.name for row in back[0].rows] == ["a", "b"]
+    # six digits are written: the means agree to that
+    assert back[0].mean("iou") == pytest.approx(2 / 3, abs=1e-6) and back[0].mean("strict_acc") == pytest.approx(0.375)
+    assert back[1].rows[0].dice == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("method,name,iou\n", "not a per-image score file"),
+        ("method,name,acc,iou,dice,strict_acc,strict_iou,strict_dice\npaper,a,1,1\n", "line 2: 4 fields, not 8"),
+        ("method,name,acc,iou,dice,strict_acc,strict_iou,strict_dice\npaper,a,1,x,1,1,1,1\n", "line 2: could not convert"),
+    ],
+)
+def test_a_malformed_per_image_csv_is_one_message_naming_the_file(tmp_path: Path, text: str, reason: str) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=f"scores.csv.*{reason}"):
+        read_per_image_csv(path)

@@ -11,6 +11,7 @@ import pytest
 from iem import IEMConfig
 from iem.datasets import write_shapes_dataset
 from iem.segnet.experiment import HALVES, experiment_markdown, half_results, run_collection_experiment, run_experiment
+from iem.segnet.summary import read_run
 from iem.segnet.train import TrainSettings
 from tests.conftest import require_shared
 
@@ -79,3 +80,8 @@ def test_collection_experiment_trains_on_one_folder_and_scores_another(tmp_path:
     text = experiment_markdown(result, "cmd")
     assert "Even half (choices made here)" in text and "Odd half (reported only)" in text
     assert (tmp_path / "out" / "model.iem.npz").is_file()
+    # the folder is what the summary of several runs reads
+    run = read_run(tmp_path / "out")
+    assert run.labels == "custom" and run.epochs_done == 1 and run.settings == settings.to_dict()
+    for whole in result.bench.results:
+        assert run.results[whole.method].mean("iou") == pytest.approx(whole.mean("iou"), abs=1e-6)

@@ -15,6 +15,7 @@ from iem.cli import main
 from iem.datasets.folder import open_folder_pair
 from iem.segnet import CheckpointError, SegNet, load_model, predict
 from iem.segnet.checkpoint import read_checkpoint, save_checkpoint, slim_checkpoint
+from iem.bench.runner import SCORE_KEYS
 from iem.segnet.predict import THRESHOLD
 from iem.segnet.shipped import MODELS_DIR, UnknownModelName, is_bare_name, resolve_model, shipped_models
 from tests.conftest import require_shared
@@ -105,3 +106,16 @@ def test_the_shipped_network_beats_a_centered_square_on_flowers() -> None:
     ours = metrics.mean_scores(masks, truths)["iou"]
     trivial = metrics.mean_scores(square, truths)["iou"]
     assert ours > trivial + 0.1, (ours, trivial)
+
+
+def test_the_model_card_states_the_scores_stored_with_the_network() -> None:
+    """The card's score table is the one the experiment stored in the shipped file (``--ship``)."""
+    meta = read_checkpoint(MODELS_DIR / "flowers.pt")["meta"]
+    card = (MODELS_DIR / "flowers.md").read_text(encoding="utf-8")
+    assert meta["scored_on"] == "flowers17" and "no human label was used" in card.lower()
+    rows = [line.strip() for line in card.splitlines() if line.strip().startswith("| ") and "---" not in line]
+    stated = [[float(cell) for cell in row.rsplit("|", 7)[1:-1]] for row in rows[1:]]  # six scores after the header
+    stored = [[100 * scores[key] for key in SCORE_KEYS] for scores in meta["scores"].values()]
+    # the file keeps four digits, the card one decimal of the exact mean: they agree within both roundings
+    assert stated == [pytest.approx(row, abs=0.05 + 0.005) for row in stored], (stated, stored)
+    assert list(meta["scores"]) == ["paper", "segnet", "segnet+refine"]

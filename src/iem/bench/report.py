@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from iem.io.write import PathLike, write_text
-from iem.bench.runner import SCORE_KEYS, BenchResult, MethodResult
+from iem.bench.runner import SCORE_KEYS, BenchResult, ImageScores, MethodResult
 
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
@@ -121,3 +121,29 @@ def per_image_csv(results: Sequence[MethodResult]) -> str:
 def write_per_image_csv(results: Sequence[MethodResult], path: PathLike) -> None:
     """Write the per-image CSV atomically."""
     write_text(path, per_image_csv(results))
+
+
+def read_per_image_csv(path: PathLike) -> List[MethodResult]:
+    """Read a per-image CSV back: one :class:`MethodResult` per method, in the order they first
+    appear, rows in file order (descriptions, seconds and failures are not in the file).
+
+    Raises:
+        ValueError: the header is not :func:`per_image_csv`'s, or a line is malformed (the
+            message names the file and the line).
+    """
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header != ["method", "name", *SCORE_KEYS]:
+            raise ValueError(f"{path}: not a per-image score file (header {header})")
+        results: Dict[str, MethodResult] = {}
+        for row in reader:
+            try:
+                if len(row) != len(header):
+                    raise ValueError(f"{len(row)} fields, not {len(header)}")
+                scores = [float(v) for v in row[2:]]
+            except ValueError as err:
+                raise ValueError(f"{path}, line {reader.line_num}: {err}") from None
+            result = results.setdefault(row[0], MethodResult(row[0], ""))
+            result.rows.append(ImageScores(row[1], *scores))
+    return list(results.values())
