@@ -139,3 +139,103 @@ def test_pins_survive_the_refinement_of_the_best_preset(one_torch_thread):
     image, _, fixed = guided_case()
     result = iem.segment_batch(image, IEMConfig.best(iterations=20), "cpu", foreground=fixed[:, :1], background=fixed[:, 1:])
     assert result.masks[0, 0, 18:22, 2:30].all() and not result.masks[0, 0, 0:6].any()
+
+
+@pytest.mark.parametrize(
+    "box, message",
+    [
+        (("a", 0, 1, 1), "box must be four numbers x0,y0,x1,y1, got ('a', 0, 1, 1)"),
+        ((0, 0, 3), "box must be four numbers x0,y0,x1,y1, got (0, 0, 3)"),
+        ((0, 0, float("inf"), 4), "box must be finite, got (0, 0, inf, 4)"),
+        ((5, 5, 5, 9), "box (5,5,5,9) is empty: it needs x0 < x1 and y0 < y1"),
+        ((1, 5, 4, 5), "box (1,5,4,5) is empty: it needs x0 < x1 and y0 < y1"),
+        ((-10, 2, 0, 10), "box (-10,2,0,10) lies outside the 120x100 image"),
+        ((2, -10, 10, 0), "box (2,-10,10,0) lies outside the 120x100 image"),
+        ((120, 2, 130, 10), "box (120,2,130,10) lies outside the 120x100 image"),
+        ((2, 100, 10, 130), "box (2,100,10,130) lies outside the 120x100 image"),
+    ],
+)
+def test_each_bad_box_is_refused_with_its_reason(box, message):
+    # A 100 px high, 120 px wide image: a box touching it only along an edge has no pixel in it.
+    with pytest.raises(ValueError) as refused:
+        check_box(box, 100, 120)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("box", [(-10, -10, 0.5, 0.5), (119.5, 99.5, 200, 200), (0, 0, 120, 100)])
+def test_boxes_overlapping_the_image_by_part_of_a_pixel_are_kept(box):
+    assert check_box(box, 100, 120) == tuple(float(v) for v in box)
+
+
+def test_box_mask_from_the_image_corner_and_beyond_it():
+    # A 100 x 100 photo at 10 x 10: x -5..10 -> columns 0 (clipped) ..1; y 0..25 -> rows 0..2.5 -> 0..2.
+    mask = box_mask((-5, 0, 10, 25), (100, 100), (10, 10))
+    expected = torch.zeros(1, 1, 10, 10, dtype=torch.bool)
+    expected[..., 0:3, 0:1] = True
+    assert mask.dtype == torch.bool and torch.equal(mask, expected)
+
+
+def test_marks_on_one_side_only():
+    fg = np.zeros((4, 6), bool)
+    fg[3, 5] = True  # in the last 2 x 2 block of a 2 x 3 working image
+    for marks in ((fg, None), (None, fg)):
+        fixed = marks_at(*marks, (2, 3))
+        expected = torch.zeros(1, 2, 2, 3, dtype=torch.bool)
+        expected[0, 0 if marks[0] is not None else 1, 1, 2] = True
+        assert torch.equal(fixed, expected)
+
+
+def test_marks_at_refuses_what_is_not_two_masks_of_one_shape():
+    with pytest.raises(ValueError) as refused:
+        marks_at(None, None, (2, 2))
+    assert str(refused.value) == "marks_at needs a foreground or a background mask"
+    with pytest.raises(ValueError) as refused:
+        marks_at(np.zeros((4, 4), bool), np.zeros((4, 5), bool), (2, 2))
+    assert str(refused.value) == "foreground and background must be (H, W) masks of the same shape, got [(4, 4), (4, 5)]"
+    with pytest.raises(ValueError, match="must be \\(H, W\\) masks"):
+        marks_at(np.zeros((2, 4, 4), bool), np.zeros((2, 4, 4), bool), (2, 2))
+
+
+def test_pin_full_takes_marks_and_masks_of_any_integer_type():
+    # Marks and mask as 0/1 integers: each must act as the bool mask it stands for.
+    mask = np.array([[1, 1, 0, 0]], np.uint8)
+    fg = np.array([[0, 0, 1, 1]], np.uint8)
+    bg = np.array([[1, 0, 0, 1]], np.uint8)
+    # column 0: background mark -> 0; 1: unmarked -> 1; 2: foreground mark -> 1; 3: both -> as computed (0)
+    out = pin_full(mask, fg, bg)
+    assert out.dtype == bool and out.tolist() == [[False, True, True, False]]
+    assert pin_full(mask, None, bg).tolist() == [[False, True, False, False]]
+    assert pin_full(mask, fg, None).tolist() == [[True, True, True, True]]
+
+
+def test_pin_full_refuses_marks_of_another_shape_on_either_side():
+    mask = np.zeros((3, 4), bool)
+    for fg, bg in ((np.zeros((3, 5), bool), None), (None, np.zeros((4, 4), bool))):
+        with pytest.raises(ValueError) as refused:
+            pin_full(mask, fg, bg)
+        shapes = [(3, 4) if m is None else m.shape for m in (fg, bg)]
+        assert str(refused.value) == f"marks of shape {shapes[0]}/{shapes[1]} do not match the mask's (3, 4)"
+
+
+def test_guidance_at_brings_box_and_marks_to_the_working_size():
+    fg = np.zeros((8, 12), bool)
+    fg[0, 0] = True
+    bg = np.zeros((8, 12), bool)
+    bg[7, 11] = True
+    # A 12 x 8 photo at 6 x 4: each working pixel covers 2 x 2 photo pixels.
+    init, fixed = guidance_at((8, 12), (4, 6), (2, 2, 6, 5), fg, bg)
+    expected_init = torch.zeros(1, 1, 4, 6, dtype=torch.bool)
+    expected_init[..., 1:3, 1:3] = True  # x 2..6 -> 1..3, y 2..5 -> 1..2.5 -> rows 1..2
+    expected_fixed = torch.zeros(1, 2, 4, 6, dtype=torch.bool)
+    expected_fixed[0, 0, 0, 0] = expected_fixed[0, 1, 3, 5] = True
+    assert torch.equal(init, expected_init) and torch.equal(fixed, expected_fixed)
+    init, only_bg = guidance_at((8, 12), (4, 6), None, None, bg)
+    assert init is None and torch.equal(only_bg[:, 1], expected_fixed[:, 1]) and not only_bg[:, 0].any()
+    init, no_marks = guidance_at((8, 12), (4, 6), (2, 2, 6, 5))
+    assert torch.equal(init, expected_init) and no_marks is None
+
+
+def test_guidance_at_names_the_marks_of_the_wrong_size():
+    with pytest.raises(ValueError) as refused:
+        guidance_at((4, 5), (4, 5), None, None, np.zeros((3, 4), bool))
+    assert str(refused.value) == "the background marks are (4, 3) px but the photo is 5x4 px"

@@ -1,5 +1,7 @@
 """The GrabCut refinement of IEM's masks (iem.core.refine), on synthetic images."""
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -136,3 +138,114 @@ def test_photo_pass_refines_the_working_mask_once_even_with_the_box_union():
     expected = grabcut_refine_one(photo, start, config.grabcut_iterations, ring)
     np.testing.assert_array_equal(refine_on_photo(photo, coarse, config), expected)
     assert not np.array_equal(expected, grabcut_refine_one(photo, start, config.grabcut_iterations, ring, box_union=True))
+
+
+def test_border_width_of_one_pixel_at_the_reference_size():
+    assert border_width(1, 128, 128) == 1 and border_width(1, 64, 300) == 1  # round(0.5) is 0, kept at 1
+    assert border_width(1, 384, 384) == 3
+
+
+def flat_disc():
+    """The disc scene without noise: every pixel of the disc is one colour, every other another."""
+    yy, xx = np.mgrid[:48, :48]
+    disc = (yy - 23.5) ** 2 + (xx - 23.5) ** 2 <= 144
+    return np.where(disc[..., None], [200, 30, 40], [40, 160, 60]).astype(np.uint8), disc
+
+
+@pytest.mark.parametrize("count", [4, 5])
+def test_five_pixels_of_foreground_are_enough_to_model_it(count):
+    image, disc = flat_disc()
+    start = np.zeros_like(disc)
+    start[24, 22 : 22 + count] = True  # a few pixels of the disc
+    refined = grabcut_refine_one(image, start, 3, 2)
+    # Five pixels fill GrabCut's five colour components: the disc's colour is modelled and the
+    # cut takes the whole disc; four cannot be modelled and the start is returned as it was.
+    np.testing.assert_array_equal(refined, disc if count == 5 else start)
+
+
+@pytest.mark.parametrize("count", [4, 5])
+def test_five_pixels_of_background_are_enough_to_model_it(count):
+    image, disc = flat_disc()
+    start = np.ones_like(disc)
+    start[2, 2 : 2 + count] = False  # everything but a few pixels of the background
+    refined = grabcut_refine_one(image, start, 3, 0)
+    np.testing.assert_array_equal(refined, disc if count == 5 else start)
+
+
+def test_colour_models_are_mixtures_fitted_to_the_start():
+    # A red and blue square on green, with a purple patch in the background whose colour is the
+    # mean of the square's two. One Gaussian per region would put purple, the mean of the
+    # foreground's colours, in the foreground; a mixture fitted to the start (GC_INIT_WITH_MASK:
+    # k-means components) models red and blue apart and the patch's purple in the background.
+    image = np.zeros((48, 48, 3), np.uint8)
+    image[:] = [40, 160, 60]
+    image[4:10, 4:10] = [120, 30, 120]
+    image[14:34, 14:24] = [220, 30, 20]
+    image[14:34, 24:34] = [20, 30, 220]
+    square = np.zeros((48, 48), bool)
+    square[14:34, 14:34] = True
+    np.testing.assert_array_equal(grabcut_refine_one(image, square, 1, 2), square)
+    np.testing.assert_array_equal(grabcut_refine_one(image, square, 3, 2), square)
+
+
+def test_batch_refines_each_image_with_its_ring_and_the_box_union():
+    # Image 0: a disc cut by the top edge, which only the ring keeps out of the mask; image 1: a
+    # blue patch apart from the disc, which only the cut from the box takes.
+    top, top_disc = disc_scene(size=96, seed=2)
+    top, top_start = np.ascontiguousarray(top[36:84, 24:72]), top_disc[36:84, 24:72]
+    patch, _ = disc_scene(seed=3)
+    patch[2:12, 2:12] = [30, 40, 210]
+    patch_start = np.zeros((48, 48), bool)
+    patch_start[16:32, 16:32] = True
+    images = torch.stack([as_tensor(top), as_tensor(patch)])
+    masks = torch.from_numpy(np.stack([top_start, patch_start])).unsqueeze(1)
+    ring = 1  # 2 px at 128 px is 0.75 px at 48 px, rounded to 1
+    plain = grabcut_refine(images, masks, 3, 2)
+    union = grabcut_refine(images, masks, 3, 2, box_union=True, workers=2)
+    for index, (image, start) in enumerate(((top, top_start), (patch, patch_start))):
+        np.testing.assert_array_equal(plain[index, 0].numpy(), grabcut_refine_one(image, start, 3, ring))
+        np.testing.assert_array_equal(union[index, 0].numpy(), grabcut_refine_one(image, start, 3, ring, box_union=True))
+    # What makes the comparison bite: a ring of 1 px keeps the top row out (a ring of 2 would
+    # take the second too), only the union takes the patch, and the cut moves the start.
+    assert top_start[0].any() and not plain[0, 0, 0].any() and plain[0, 0, 1].any()
+    assert not plain[1, 0, 2:12, 2:12].any() and union[1, 0, 2:12, 2:12].all()
+    assert not np.array_equal(plain[1, 0].numpy(), patch_start)
+
+
+def test_without_opencv_the_refinement_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
+    with pytest.raises(ValueError) as refused:
+        grabcut_refine(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool), 1, 2)
+    assert str(refused.value) == "the GrabCut refinement (IEMConfig.grabcut) needs OpenCV: pip install opencv-python-headless"
+
+
+def test_photo_pass_shrinks_the_photo_by_area_averaging():
+    # Columns of the square repeat red, green, green: averaged over 3 x 3 blocks (area) the square
+    # is one brown, (210 + 2 * 30) / 3 = 90 etc.; sampled (bilinear at a third), it would be
+    # the green of the background and the cut would not find it.
+    red, green = np.array([210, 30, 30]), np.array([30, 150, 60])
+    photo = np.tile(green, (96, 96, 1)).astype(np.uint8)
+    photo[30:66, 30:66] = np.where((np.arange(30, 66) % 3 == 0)[None, :, None], red, green)
+    small = photo.reshape(32, 3, 32, 3, 3).mean(axis=(1, 3)).round().astype(np.uint8)  # the area average
+    assert (small[10:22, 10:22] == [90, 110, 50]).all()
+    coarse = np.zeros((16, 16), bool)
+    coarse[4:12, 4:12] = True  # around the square (rows and columns 10..21 at 32 px)
+    # Enlarged twice, bilinear puts 0.25 or 0.75 beside an edge: thresholded, it repeats each pixel.
+    start = coarse.repeat(2, axis=0).repeat(2, axis=1)
+    config = IEMConfig.best(grabcut_photo_size=32)
+    ring = 1  # 2 px at 128 px, at 32 px
+    expected = grabcut_refine_one(small, start, config.grabcut_iterations, ring)
+    refined = refine_on_photo(photo, coarse, config)
+    np.testing.assert_array_equal(refined, expected)
+    square = np.zeros((32, 32), bool)
+    square[10:22, 10:22] = True
+    np.testing.assert_array_equal(refined, square)
+
+
+def test_photo_pass_counts_a_half_as_foreground():
+    photo, _ = disc_scene(size=64, radius=20)
+    soft = np.full((16, 16), 0.5, np.float32)  # bilinear keeps a constant exactly: 0.5 everywhere
+    config = IEMConfig.best(grabcut_photo_size=64)
+    expected = grabcut_refine_one(photo, np.ones((64, 64), bool), config.grabcut_iterations, 1)
+    np.testing.assert_array_equal(refine_on_photo(photo, soft, config), expected)
+    assert expected.any()

@@ -70,12 +70,12 @@ def marks_at(
     Returns:
         ``(1, 2, h, w)`` bool: channel 0 the foreground pins, channel 1 the background pins.
     """
-    given = [np.asarray(m, dtype=bool) for m in (foreground, background) if m is not None]
-    if not given:
+    shapes = [np.shape(m) for m in (foreground, background) if m is not None]
+    if not shapes:
         raise ValueError("marks_at needs a foreground or a background mask")
-    shape = given[0].shape
-    if len(shape) != 2 or any(m.shape != shape for m in given):
-        raise ValueError(f"foreground and background must be (H, W) masks of the same shape, got {[m.shape for m in given]}")
+    shape = shapes[0]
+    if len(shape) != 2 or any(other != shape for other in shapes):
+        raise ValueError(f"foreground and background must be (H, W) masks of the same shape, got {shapes}")
     planes = [
         torch.zeros(shape, dtype=torch.float32) if m is None else torch.from_numpy(np.asarray(m, dtype=np.float32))
         for m in (foreground, background)

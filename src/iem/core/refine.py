@@ -57,11 +57,11 @@ def _grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int) 
     foreground = int((labels == 3).sum())
     if foreground < GMM_COMPONENTS or labels.size - foreground < GMM_COMPONENTS:
         return mask
-    background_model = np.zeros((1, 65), np.float64)
-    foreground_model = np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(image[..., ::-1])
     cv2.setRNGSeed(SEED)  # OpenCV's generator is per thread: this thread's next draws are fixed
-    cv2.grabCut(bgr, labels, None, background_model, foreground_model, iterations, cv2.GC_INIT_WITH_MASK)
+    # No colour models passed in: GC_INIT_WITH_MASK fits both mixtures to the labels and OpenCV
+    # allocates them itself.
+    cv2.grabCut(bgr, labels, None, None, None, iterations, cv2.GC_INIT_WITH_MASK)
     return (labels == 1) | (labels == 3)
 
 
