@@ -22,8 +22,9 @@ from iem.io.record import SETTINGS_RECORD
 from iem.io.write import TEMP_SUFFIX
 
 REPO = Path(__file__).resolve().parents[2]
-#: Generous against a busy test machine; on an idle one the stop takes well under a second.
-STOP_WITHIN_SECONDS = 6.0
+#: Generous against a test machine busy with other jobs (8 s measured at a load of 11 on 2 cores);
+#: on an idle one the stop takes well under a second.
+STOP_WITHIN_SECONDS = 12.0
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +74,39 @@ def test_a_signal_stops_the_run_cleanly(photos: Path, tmp_path: Path, sig: int, 
     for name in written:  # what was written is complete
         with Image.open(out / name) as image:
             image.load()
+
+
+@pytest.fixture(scope="module")
+def small_collection(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("collection")
+    rng = np.random.default_rng(1)
+    for i in range(256):  # many IEM chunks: the run is still busy when the first one is cached
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"c{i:03d}.png")
+    return folder
+
+
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_every_command_ends_a_signal_with_one_line_and_its_status(small_collection: Path, tmp_path: Path, sig, status):
+    # `iem train` has no handling of its own: the group's answer, as for eval, bench and export.
+    checkpoint = tmp_path / "model.pt"
+    cache = tmp_path / "model.iem.npz"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    args = [sys.executable, "-m", "iem", "train", str(small_collection), "--out", str(checkpoint), "-q"]
+    args += ["--device", "cpu", "--iterations", "3"]
+    child = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_restore_default_sigint)
+    try:
+        deadline = time.monotonic() + 120
+        while not cache.exists():  # the first chunk of IEM masks is cached: the command is running
+            assert child.poll() is None and time.monotonic() < deadline, "the run never cached a chunk"
+            time.sleep(0.02)
+        child.send_signal(sig)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == status, stderr
+    assert stderr.strip().splitlines() == ["interrupted"], stderr
+    assert not checkpoint.exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(TEMP_SUFFIX)]
+    with np.load(cache) as kept:  # what was cached is whole, so a rerun resumes from it
+        assert 0 < int(kept["done"]) < 256

@@ -8,7 +8,16 @@ from typing import Any
 import click
 
 from iem import __version__
-from iem.cli.output import OutputError, describe, flush_out, occupy_closed_standard_streams, stdout_failed
+from iem.cli.output import (
+    RECEIVED_SIGNAL,
+    OutputError,
+    describe,
+    flush_out,
+    occupy_closed_standard_streams,
+    signal_exit_code,
+    signals_as_interrupts,
+    stdout_failed,
+)
 
 
 class _Group(click.Group):
@@ -20,15 +29,23 @@ class _Group(click.Group):
         return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
-        try:
+        # Every command ends a Ctrl-C or SIGTERM with one line and the shell's status for the
+        # signal (130, 143), not click's "Aborted!" and status 1; a command that reports more
+        # (``iem segment``'s summary) reads the signal from ``ctx.meta[RECEIVED_SIGNAL]``.
+        with signals_as_interrupts() as received:
+            ctx.meta[RECEIVED_SIGNAL] = received
             try:
-                return super().invoke(ctx)
-            finally:
-                flush_out()
-        except OSError as err:
-            if err.errno == errno.EPIPE and err.filename is None:
-                raise stdout_failed(err) from None
-            raise OutputError(describe(err)) from None
+                try:
+                    return super().invoke(ctx)
+                finally:
+                    flush_out()
+            except OSError as err:
+                if err.errno == errno.EPIPE and err.filename is None:
+                    raise stdout_failed(err) from None
+                raise OutputError(describe(err)) from None
+            except KeyboardInterrupt:
+                click.echo("interrupted", err=True)
+                raise click.exceptions.Exit(signal_exit_code(received)) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

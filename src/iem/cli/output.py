@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 #: Exit status of a command stopped by a signal: 128 + its number, as shells report it.
 EXIT_SIGNAL_BASE = 128
+#: Key of ``click.Context.meta`` holding the dict of :func:`signals_as_interrupts` for the
+#: running command.
+RECEIVED_SIGNAL = "iem.received_signal"
 
 
 class OutputError(click.ClickException):

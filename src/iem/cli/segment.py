@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, T
 import click
 
 from iem.cli.guidance import guidance_options, segment_guided
-from iem.cli.output import echo_out, read_in, refuse_terminal_out, signal_exit_code, signals_as_interrupts, write_mask_out
+from iem.cli.output import RECEIVED_SIGNAL, echo_out, read_in, refuse_terminal_out, signal_exit_code, write_mask_out
 from iem.config import DEFAULT_PRESET, PRESETS, IEMConfig, parse_setting
 from iem.distributed import segment_files
 from iem.io.names import printable_line
@@ -324,9 +324,7 @@ def segment(
 
     if task_size is not None and cluster is None:
         raise click.UsageError("--task-size needs --cluster")
-    with _user_errors(ctx, model, OutputFolderError), signals_as_interrupts() as received, _cluster(
-        ctx, cluster
-    ) as client:
+    with _user_errors(ctx, model, OutputFolderError), _cluster(ctx, cluster) as client:
         try:
             summary = segment_files(
                 list(inputs),
@@ -349,10 +347,7 @@ def segment(
             )
         except RunInterrupted as stopped:
             _report(stopped.summary, json_summary, quiet)
-            ctx.exit(signal_exit_code(received))
-        except KeyboardInterrupt:  # before the run started: nothing was written
-            click.echo("interrupted", err=True)
-            ctx.exit(signal_exit_code(received))
+            ctx.exit(signal_exit_code(ctx.meta[RECEIVED_SIGNAL]))
     _report(summary, json_summary, quiet)
     ctx.exit(summary.exit_code)
 
