@@ -102,29 +102,93 @@ def _add_scaled_pair(out, first, second, scale):  # pragma: no cover
     for q in range(out.shape[0]):
         out[q] += scale * (first[q] + second[q])
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_scaled_pairs5(out, flat, start, stop, step, band, i, w, d, centre):  # pragma: no cover
+    # Five passes of _add_scaled_pair (band entries d to d + 4 of row i, and their mirror
+    # images) over flat[start:stop] in one: each element of ``out`` is read and written
+    # once instead of five times, and the additions keep their order (the same bits). A
+    # non-zero ``centre`` starts from ``centre * flat[start:stop]`` (the first pass of a
+    # row), zero from ``out``.
+    k0, k1, k2, k3, k4 = (w - d) * step, (w - d - 1) * step, (w - d - 2) * step, (w - d - 3) * step, (w - d - 4) * step
+    a0, b0, s0 = flat[start - k0 : stop - k0], flat[start + k0 : stop + k0], band[i, d]
+    a1, b1, s1 = flat[start - k1 : stop - k1], flat[start + k1 : stop + k1], band[i, d + 1]
+    a2, b2, s2 = flat[start - k2 : stop - k2], flat[start + k2 : stop + k2], band[i, d + 2]
+    a3, b3, s3 = flat[start - k3 : stop - k3], flat[start + k3 : stop + k3], band[i, d + 3]
+    a4, b4, s4 = flat[start - k4 : stop - k4], flat[start + k4 : stop + k4], band[i, d + 4]
+    if centre != 0.0:
+        source = flat[start:stop]
+        for q in range(out.shape[0]):
+            out[q] = ((((centre * source[q] + s0 * (a0[q] + b0[q])) + s1 * (a1[q] + b1[q])) + s2 * (a2[q] + b2[q]))
+                      + s3 * (a3[q] + b3[q])) + s4 * (a4[q] + b4[q])
+    else:
+        for q in range(out.shape[0]):
+            out[q] = ((((out[q] + s0 * (a0[q] + b0[q])) + s1 * (a1[q] + b1[q])) + s2 * (a2[q] + b2[q]))
+                      + s3 * (a3[q] + b3[q])) + s4 * (a4[q] + b4[q])
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _symmetric(band, i, w, height):  # pragma: no cover
+    # Whether row i of the band lies inside the matrix and reads the same both ways.
+    if i < w or i >= height - w:
+        return False
+    for d in range(w):
+        if band[i, d] != band[i, 2 * w - d]:
+            return False
+    return True
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _same_row(band, i, j):  # pragma: no cover
+    for d in range(band.shape[1]):
+        if band[i, d] != band[j, d]:
+            return False
+    return True
+
+#: Elements of one plane done together in ``_left_product``'s runs of equal rows (a few
+#: KiB, so that the output stays in the L1 cache across the band's passes).
+_BLOCK = 1024
+
 @numba.njit(cache=True, nogil=True)
 def _left_product(y, band, w, out):  # pragma: no cover
-    # out[c] = A @ y[c] with band[i, d] = A[i, i + d - w], one scaled row at a time. A
-    # row whose band is symmetric (K's rows away from the border) takes its two rows at
-    # equal distance together: half the passes over memory.
+    # out[c] = A @ y[c] with band[i, d] = A[i, i + d - w]. A row whose band is symmetric
+    # (K's rows away from the border) takes its two rows at equal distance together: half
+    # the passes over memory. Consecutive rows with the same symmetric band (all of K's
+    # inner rows) are one flat run over the plane, in blocks of _BLOCK elements, band
+    # entries five pairs at a time: long loops for the vector units, with each output
+    # element computed by the same operations in the same order as row by row.
     channels, height, width = y.shape
-    for c in range(channels):
-        for i in range(height):
-            row = out[c, i]
+    i = 0
+    while i < height:
+        if not _symmetric(band, i, w, height):
             lo, hi = max(0, w - i), min(2 * w + 1, height + w - i)
-            symmetric = lo == 0 and hi == 2 * w + 1
-            for d in range(w):
-                symmetric = symmetric and band[i, d] == band[i, 2 * w - d]
-            if symmetric:
-                centre, source = band[i, w], y[c, i]
-                for q in range(width):
-                    row[q] = centre * source[q]
-                for d in range(w):
-                    _add_scaled_pair(row, y[c, i + d - w], y[c, i + w - d], band[i, d])
-            else:
+            for c in range(channels):
+                row = out[c, i]
                 row[:] = 0.0
                 for d in range(lo, hi):
                     _add_scaled(row, y[c, i + d - w], band[i, d])
+            i += 1
+            continue
+        j = i + 1
+        while j < height and _symmetric(band, j, w, height) and _same_row(band, i, j):
+            j += 1
+        centre = band[i, w]
+        for c in range(channels):
+            flat, target = y[c].reshape(height * width), out[c].reshape(height * width)
+            for start in range(i * width, j * width, _BLOCK):
+                stop = min(start + _BLOCK, j * width)
+                part, d = target[start:stop], 0
+                if w >= 5 and centre != 0.0:
+                    _add_scaled_pairs5(part, flat, start, stop, width, band, i, w, 0, centre)
+                    d = 5
+                else:
+                    source = flat[start:stop]
+                    for q in range(stop - start):
+                        part[q] = centre * source[q]
+                while d + 5 <= w:
+                    _add_scaled_pairs5(part, flat, start, stop, width, band, i, w, d, 0.0)
+                    d += 5
+                for d in range(d, w):
+                    k = (w - d) * width
+                    _add_scaled_pair(part, flat[start - k : stop - k], flat[start + k : stop + k], band[i, d])
+        i = j
 
 @numba.njit(cache=True, nogil=True)
 def _filter_full(y, rows_r, wr, rows_c_t, wc, tmp, out):  # pragma: no cover
