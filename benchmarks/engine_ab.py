@@ -54,7 +54,10 @@ def worker(batch: Path, preset: str, out: Path) -> None:
 
 def baseline_tree(rev: str, repo: Path) -> Path:
     """``src/`` of commit ``rev``, extracted once into the user's cache folder (numba's cache of
-    its compiled loop lives beside it, so a second comparison starts at once)."""
+    its compiled loop lives beside it, so a second comparison starts at once); ``rev`` may
+    also be a folder that holds ``iem/`` (a ``src/`` already on disk)."""
+    if (Path(rev) / "iem").is_dir():
+        return Path(rev).resolve()
     sha = subprocess.run(["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=repo, check=True,
                          capture_output=True, text=True).stdout.strip()
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iem" / "engine-ab" / sha
@@ -93,9 +96,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--presets paper --images 40 --repeats 1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--baseline", default="main", help="commit (or branch) to compare with (default main)")
+    parser.add_argument("--baseline", default="main", help="commit, branch or src/ folder to compare with (default main)")
     parser.add_argument("--candidate", default=None,
-                        help="commit to compare against the baseline (default: this checkout's working tree)")
+                        help="commit, branch or src/ folder to compare against the baseline (default: this checkout's src/)")
     parser.add_argument("--presets", nargs="+", default=["paper", "released"], help="presets (default paper released)")
     parser.add_argument("--images", type=int, default=None, help="first N images of horse + GrabCut (default all 377)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per side and preset (default 3)")

@@ -12,6 +12,7 @@ import torch
 
 from benchmarks import (
     common,
+    engine_ab,
     full_resolution,
     gpu_check,
     loops,
@@ -34,7 +35,7 @@ from iem.config import IEMConfig
 from iem.datasets import open_dataset
 from tests.conftest import require_shared
 
-SCRIPTS = (naive, speed, loops, paired, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling,
+SCRIPTS = (naive, speed, loops, engine_ab, paired, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling,
            photo_path, full_resolution, segnet_train, segnet_segment)
 
 
@@ -71,6 +72,30 @@ def test_loops_times_both_loops_and_compares_their_masks(shared_data, tmp_path, 
     assert data["ratio_torch_over_compiled"] == pytest.approx(data["loops"]["torch"]["cpu_s"] / data["loops"]["compiled"]["cpu_s"])
     assert data["loops"]["torch"]["ms_per_step"] == pytest.approx(1000 * data["loops"]["torch"]["cpu_s"] / 6)
     assert data["agreement_compiled_vs_torch"]["images"] == 2
+
+
+def test_engine_ab_times_both_sides_and_compares_their_masks(shared_data, run_script):
+    if not loops.kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    src = str(common.REPO / "src")  # the same engine on both sides: identical results, a ratio near 1
+    done, data = run_script("engine_ab", "--baseline", src, "--presets", "paper", "--images", "2", "--repeats", "1",
+                            "--data", str(shared_data))
+    assert done.returncode == 0, done.stderr
+    assert "identical masks True, squares True, iterations True" in done.stdout
+    paper = data["presets"]["paper"]
+    assert len(paper["cpu_s"]["baseline"]) == len(paper["cpu_s"]["checkout"]) == 1
+    assert paper["ratio"] == pytest.approx(paper["median_cpu_s"]["baseline"] / paper["median_cpu_s"]["checkout"])
+    assert paper["agreement"]["identical"] == 2 and data["images"] == 2
+
+
+def test_engine_ab_extracts_a_commit_once(tmp_path, monkeypatch):
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=common.REPO, capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    tree = engine_ab.baseline_tree("HEAD", common.REPO)
+    assert (tree / "iem" / "core" / "compiled_loop.py").is_file() and tree.is_relative_to(tmp_path)
+    assert engine_ab.baseline_tree("HEAD", common.REPO) == tree
+    assert engine_ab.baseline_tree(str(tree), common.REPO) == tree
 
 
 def test_paper_protocol_compares_early_exit(shared_data, tmp_path, capsys):

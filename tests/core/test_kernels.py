@@ -76,6 +76,70 @@ def test_diagonals_hold_the_band_of_the_filter_matrix(scale):
     assert radius == (10 if scale == 1 else int((matrix != 0).nonzero().diff(dim=1).abs().max()))
 
 
+def row_by_row(y, band, w):
+    """``A @ y[c]`` one output row at a time, in the order the compiled product promises to
+    keep (float32 numpy, so every rounding is the same): the centre, then each pair of rows
+    at equal distance from it, for symmetric inner rows; otherwise each band entry."""
+    channels, height, width = y.shape
+    out = np.empty_like(y)
+    for i in range(height):
+        lo, hi = max(0, w - i), min(2 * w + 1, height + w - i)
+        symmetric = lo == 0 and hi == 2 * w + 1 and all(band[i, d] == band[i, 2 * w - d] for d in range(w))
+        for c in range(channels):
+            if symmetric:
+                row = band[i, w] * y[c, i]
+                for d in range(w):
+                    row = row + band[i, d] * (y[c, i + d - w] + y[c, i + w - d])
+            else:
+                row = np.zeros(width, np.float32)
+                for d in range(lo, hi):
+                    row = row + band[i, d] * y[c, i + d - w]
+            out[c, i] = row
+    return out
+
+
+def banded(height, w, seed, symmetric_inner=True, centre=1.0):
+    """A random ``(height, 2 w + 1)`` float32 band: inner rows equal and symmetric (like K's)
+    except where a run is broken on purpose, border rows arbitrary."""
+    rng = np.random.default_rng(seed)
+    half = rng.random(w + 1).astype(np.float32)
+    half[w] = centre
+    inner = np.concatenate((half, half[:w][::-1]))
+    band = rng.random((height, 2 * w + 1)).astype(np.float32)
+    band[w : height - w] = inner
+    if not symmetric_inner:
+        band[height // 2, 0] += 1  # an inner row that is not symmetric splits the run
+        band[height // 2 + 3] *= 2  # a symmetric row unlike its neighbours starts a new run
+    for i in range(height):  # nothing off the matrix
+        band[i, : max(0, w - i)] = 0
+        band[i, min(2 * w + 1, height + w - i) :] = 0
+    return band
+
+
+@pytest.mark.parametrize(
+    "height, width, w, symmetric_inner, centre",
+    # K's size (runs of many blocks), broken runs with a part block, w not a multiple of
+    # five, a zero centre, fewer than five pairs, a matrix with no inner row.
+    [(128, 128, 10, True, 1.0), (60, 37, 10, False, 0.7), (41, 130, 7, True, 0.0), (30, 9, 3, True, 2.0),
+     (50, 20, 12, False, 1.5), (5, 6, 4, True, 1.0)],
+)
+def test_left_product_is_the_banded_product_with_the_same_roundings(height, width, w, symmetric_inner, centre):
+    from iem.core.compiled_loop import _left_product
+
+    rng = np.random.default_rng(height + w)
+    y = rng.standard_normal((2, height, width)).astype(np.float32)
+    band = banded(height, w, w, symmetric_inner, centre)
+    out = np.full_like(y, np.nan)
+    _left_product(y, band, w, out)
+    dense = np.zeros((height, height))
+    for i in range(height):
+        for d in range(2 * w + 1):
+            if 0 <= i + d - w < height:
+                dense[i, i + d - w] = band[i, d]
+    assert np.allclose(out, np.einsum("ij,cjk->cik", dense, y.astype(np.float64)), rtol=1e-5, atol=1e-5)
+    assert np.array_equal(out, row_by_row(y, band, w))  # to the bit
+
+
 @pytest.fixture
 def horse_images(shared_data):
     from benchmarks.common import horse_batch
