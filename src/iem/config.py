@@ -22,6 +22,7 @@ REFERENCE_SIZE = 128
 NumeratorNorm = Literal["l1", "l2"]
 Normalizer = Literal["size", "marginal"]
 SmoothingRule = Literal["code", "paper"]
+BoxRule = Literal["union", "energy"]
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,13 @@ class IEMConfig:
             along the image border that the refinement takes as certain background (0: none).
         grabcut_box_union: With ``grabcut``, also run GrabCut from the box just inside that
             ring (all other pixels probable foreground) and keep the union of the two masks:
-            the two starts fail on different images (docs/beyond.md). Not in ``best``: it
-            loses on small objects and its second GrabCut exceeds the cost budget. The photo path's second pass
-            starts from the union and does not run the box again.
+            the two starts fail on different images (docs/beyond.md). Alone it loses on
+            small objects; ``best`` keeps the union by ``grabcut_box_rule="energy"``. The photo
+            path's second pass starts from the kept mask and does not run the box again.
+        grabcut_box_rule: With ``grabcut_box_union``, ``"union"``: always keep the union;
+            ``"energy"``: keep it only where GrabCut's own energy (colour mixtures fitted to
+            each labelling plus the contrast-sensitive boundary term) is lower for the union
+            than for the cut from IEM's mask, which is kept otherwise (docs/beyond.md).
         grabcut_photo_size: Photo path only (``iem.segment``, ``iem.segment_files``, ``iem
             segment``): with ``grabcut``, GrabCut runs a second time on the photo brought to
             this shorter side (never enlarged), from the working-size mask, before the mask is
@@ -90,6 +95,7 @@ class IEMConfig:
     grabcut_iterations: int = 5
     grabcut_border: int = 2
     grabcut_box_union: bool = False
+    grabcut_box_rule: BoxRule = "union"
     grabcut_photo_size: int = 0
 
     def __post_init__(self) -> None:
@@ -112,6 +118,7 @@ class IEMConfig:
             (self.smoothing_rule in ("code", "paper"), "smoothing_rule must be 'code' or 'paper'"),
             (self.numerator_norm in ("l1", "l2"), "numerator_norm must be 'l1' or 'l2'"),
             (self.normalizer in ("size", "marginal"), "normalizer must be 'size' or 'marginal'"),
+            (self.grabcut_box_rule in ("union", "energy"), "grabcut_box_rule must be 'union' or 'energy'"),
             (
                 isinstance(self.grabcut_iterations, int) and self.grabcut_iterations >= 1,
                 "grabcut_iterations must be an integer >= 1",
@@ -142,10 +149,20 @@ class IEMConfig:
     @classmethod
     def best(cls, **overrides: Any) -> "IEMConfig":
         """The most accurate learning-free settings found (docs/beyond.md); may change between
-        versions, unlike :meth:`paper` and :meth:`released`: the paper's IEM, then a GrabCut
-        refinement from its mask with the image border as background; in the photo path a
-        second GrabCut pass on the photo at 384 px (shorter side)."""
-        return cls(**{"grabcut": True, "grabcut_photo_size": 384, **overrides})
+        versions, unlike :meth:`paper` and :meth:`released`: IEM from the paper's smallest
+        square (44) alone, then GrabCut (3 iterations, the image border as background) from its mask
+        and from the box inside the border, keeping their union where GrabCut's energy is lower
+        for it than for the cut from IEM's mask; in the photo path a second GrabCut pass on the
+        photo at 384 px (shorter side)."""
+        return cls(**{
+            "init_sizes": (44,),
+            "grabcut": True,
+            "grabcut_iterations": 3,
+            "grabcut_box_union": True,
+            "grabcut_box_rule": "energy",
+            "grabcut_photo_size": 384,
+            **overrides,
+        })
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "IEMConfig":

@@ -10,7 +10,16 @@ cv2 = pytest.importorskip("cv2")
 
 import iem
 from iem.config import IEMConfig
-from iem.core.refine import border_width, grabcut_labels, grabcut_refine, grabcut_refine_one, refine_on_photo
+from iem.core.refine import (
+    GAMMA,
+    border_width,
+    grabcut_energy,
+    grabcut_labels,
+    grabcut_refine,
+    grabcut_refine_one,
+    mixture_nll,
+    refine_on_photo,
+)
 
 
 def disc_scene(size=48, radius=12, seed=0):
@@ -249,3 +258,110 @@ def test_photo_pass_counts_a_half_as_foreground():
     expected = grabcut_refine_one(photo, np.ones((64, 64), bool), config.grabcut_iterations, 1)
     np.testing.assert_array_equal(refine_on_photo(photo, soft, config), expected)
     assert expected.any()
+def test_mixture_nll_is_the_density_of_the_mixture_without_its_constant():
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    weights = np.array([0.5, 0.3, 0.2, 0.0, 0.0])  # two components unused, as OpenCV leaves them
+    means = rng.uniform(0, 255, (5, 3))
+    covariances = []
+    for _ in range(5):
+        root = rng.normal(0, 20, (3, 3))
+        covariances.append(root @ root.T + 5 * np.eye(3))
+    model = np.concatenate([weights, means.ravel(), np.array(covariances).ravel()])
+    colours = rng.uniform(0, 255, (40, 3))
+    density = sum(w * stats.multivariate_normal(m, c).pdf(colours) for w, m, c in zip(weights[:3], means, covariances))
+    expected = -np.log(density * (2 * np.pi) ** 1.5)
+    np.testing.assert_allclose(mixture_nll(model, colours), expected, rtol=1e-9)
+
+
+def _energy_by_hand(image, mask, border):
+    """GrabCut's energy with pixel loops: data under the mixtures OpenCV fits to ``mask``,
+    boundary over each 8-neighbour pair once."""
+    stats = pytest.importorskip("scipy.stats")
+    labels = grabcut_labels(mask, border)
+    models = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(0)
+    cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), labels, None, models[0], models[1], 0, cv2.GC_INIT_WITH_MASK)
+    z = image[..., ::-1].astype(float)
+    height, width = mask.shape
+    data = 0.0
+    for y in range(height):
+        for x in range(width):
+            model = models[1 if mask[y, x] else 0][0]
+            density = sum(
+                model[k] * stats.multivariate_normal(model[5 + 3 * k : 8 + 3 * k], model[20 + 9 * k : 29 + 9 * k].reshape(3, 3)).pdf(z[y, x])
+                for k in range(5) if model[k] > 0
+            )
+            data -= np.log(density * (2 * np.pi) ** 1.5)
+    pairs = [((y, x), (y + dy, x + dx)) for y in range(height) for x in range(width)
+             for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)) if 0 <= y + dy < height and 0 <= x + dx < width]
+    beta = 1 / (2 * np.mean([((z[a] - z[b]) ** 2).sum() for a, b in pairs]))
+    boundary = sum(GAMMA / np.hypot(a[0] - b[0], a[1] - b[1]) * np.exp(-beta * ((z[a] - z[b]) ** 2).sum())
+                   for a, b in pairs if mask[a] != mask[b])
+    return (data + boundary) / mask.size
+
+
+def test_energy_matches_a_pixel_by_pixel_computation():
+    image, disc = disc_scene(size=20, radius=5, seed=2)
+    for mask in (disc, np.roll(disc, 3, axis=1)):
+        assert grabcut_energy(image, mask, 1) == pytest.approx(_energy_by_hand(image, mask, 1), rel=1e-9)
+
+
+def test_energy_is_lowest_for_the_object_and_infinite_without_a_region():
+    image, disc = disc_scene()
+    larger = np.zeros_like(disc)
+    larger[8:40, 8:40] = True
+    assert grabcut_energy(image, disc, 2) < min(grabcut_energy(image, larger, 2), grabcut_energy(image, np.roll(disc, 6, 0), 2))
+    assert grabcut_energy(image, np.zeros_like(disc), 2) == float("inf")
+
+
+def _two_part_scene():
+    """A red disc beside a blue one on green: started from the red disc alone, GrabCut keeps
+    the blue one out, the box's cut takes both."""
+    image, red = disc_scene(size=48, radius=8, seed=4)
+    yy, xx = np.mgrid[:48, :48]
+    blue = (yy - 24) ** 2 + (xx - 33) ** 2 <= 64
+    red = np.roll(red, -9, axis=1) & ~blue
+    image = np.where(red[..., None], [200, 30, 40], np.where(blue[..., None], [30, 40, 200], image)).astype(np.uint8)
+    return image, red, red | blue
+
+
+def _stripes_scene():
+    """A small red disc on a striped square, framed by grey: the box's cut takes the whole
+    striped square, the start the disc."""
+    image, disc = disc_scene(size=48, radius=5, seed=5)
+    stripes = np.where((np.arange(48) // 3 % 2)[None, :, None] == 1, [220, 220, 60], [60, 60, 220])
+    inner = np.zeros((48, 48), bool)
+    inner[10:38, 10:38] = True
+    image = np.where(disc[..., None], image, np.where(inner[..., None], stripes, [128, 128, 128])).astype(np.uint8)
+    return image, disc
+
+
+def test_energy_rule_keeps_the_union_only_where_it_lowers_the_energy():
+    image, red, both = _two_part_scene()
+    alone = grabcut_refine_one(image, red, 3, 2)
+    union = grabcut_refine_one(image, red, 3, 2, box_union=True)
+    assert (union & both).sum() == both.sum() and (alone & both).sum() < 0.6 * both.sum()  # only the union has both parts
+    assert grabcut_energy(image, union, 2) < grabcut_energy(image, alone, 2)
+    np.testing.assert_array_equal(grabcut_refine_one(image, red, 3, 2, box_union=True, box_rule="energy"), union)
+
+    image, disc = _stripes_scene()
+    alone = grabcut_refine_one(image, disc, 3, 2)
+    union = grabcut_refine_one(image, disc, 3, 2, box_union=True)
+    assert union.sum() > 4 * alone.sum()  # the box's cut took the stripes around the disc
+    assert grabcut_energy(image, alone, 2) < grabcut_energy(image, union, 2)
+    np.testing.assert_array_equal(grabcut_refine_one(image, disc, 3, 2, box_union=True, box_rule="energy"), alone)
+
+
+def test_energy_rule_passes_through_the_batch_and_the_config():
+    image, red, _ = _two_part_scene()
+    stripes, disc = _stripes_scene()
+    images = torch.stack([as_tensor(image), as_tensor(stripes)])
+    masks = torch.from_numpy(np.stack([red, disc]))[:, None]
+    config = IEMConfig.best(grabcut_iterations=3, grabcut_box_union=True, grabcut_box_rule="energy")
+    from iem.core.engine import refine_masks
+
+    expected = [grabcut_refine_one(im, m, 3, 2, box_union=True, box_rule="energy") for im, m in ((image, red), (stripes, disc))]
+    np.testing.assert_array_equal(refine_masks(images, masks, config)[:, 0].numpy(), np.stack(expected))
+    with pytest.raises(ValueError, match="grabcut_box_rule"):
+        IEMConfig(grabcut_box_rule="always")

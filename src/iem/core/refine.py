@@ -27,6 +27,11 @@ GMM_COMPONENTS = 5
 #: Seed of OpenCV's random generator before each image (k-means initialisation of the
 #: mixtures), so that a mask does not depend on what ran before it.
 SEED = 0
+#: Weight of GrabCut's boundary term (OpenCV's fixed gamma, after Rother et al. 2004).
+GAMMA = 50.0
+#: Floor of a mixture's density before its logarithm, so that a colour far from every
+#: component costs a large finite amount.
+DENSITY_FLOOR = 1e-300
 
 
 def border_width(border_at_reference: int, height: int, width: int) -> int:
@@ -50,23 +55,101 @@ def grabcut_labels(mask: np.ndarray, border: int) -> np.ndarray:
     return labels
 
 
-def _grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int) -> np.ndarray:
+def _run_grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int):
+    """OpenCV's GrabCut from ``mask``: ``(labels, background model, foreground model)``, or
+    None when the start leaves fewer than :data:`GMM_COMPONENTS` pixels to a region. With
+    ``iterations`` 0 it only fits the two colour mixtures to the start."""
     import cv2
 
     labels = grabcut_labels(mask, border)
     foreground = int((labels == 3).sum())
     if foreground < GMM_COMPONENTS or labels.size - foreground < GMM_COMPONENTS:
-        return mask
+        return None
     bgr = np.ascontiguousarray(image[..., ::-1])
     cv2.setRNGSeed(SEED)  # OpenCV's generator is per thread: this thread's next draws are fixed
     # No colour models passed in: GC_INIT_WITH_MASK fits both mixtures to the labels and OpenCV
-    # allocates them itself.
-    cv2.grabCut(bgr, labels, None, None, None, iterations, cv2.GC_INIT_WITH_MASK)
-    return (labels == 1) | (labels == 3)
+    # allocates them itself; they come back beside the labels.
+    labels, background_model, foreground_model = cv2.grabCut(bgr, labels, None, None, None, iterations, cv2.GC_INIT_WITH_MASK)
+    return labels, background_model.reshape(-1), foreground_model.reshape(-1)
+
+
+def _grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int) -> np.ndarray:
+    result = _run_grabcut(image, mask, iterations, border)
+    return mask if result is None else (result[0] == 1) | (result[0] == 3)
+
+
+def mixture_nll(model: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """Negative log density of colours under one of OpenCV's GrabCut colour mixtures.
+
+    Args:
+        model: ``(65,)`` OpenCV's layout: :data:`GMM_COMPONENTS` weights, their means
+            ``(5, 3)``, their covariances ``(5, 3, 3)``, row by row.
+        colours: ``(N, 3)`` float, in the channel order the model was fitted in.
+
+    Returns:
+        ``(N,)`` ``-log sum_k w_k |S_k|^(-1/2) exp(-d_k^T S_k^-1 d_k / 2)``: the data term of
+        OpenCV's graph, which leaves out the constant ``(2 pi)^(-3/2)``.
+    """
+    weights = model[:GMM_COMPONENTS]
+    used = weights > 0
+    means = model[GMM_COMPONENTS : 4 * GMM_COMPONENTS].reshape(GMM_COMPONENTS, 3)[used]
+    covariances = model[4 * GMM_COMPONENTS :].reshape(GMM_COMPONENTS, 3, 3)[used]
+    scales = weights[used] / np.sqrt(np.linalg.det(covariances))
+    density = np.zeros(colours.shape[0])
+    for mean, inverse, scale in zip(means, np.linalg.inv(covariances), scales):  # a loop over 5 beats one einsum
+        diff = colours - mean
+        density += scale * np.exp(-0.5 * ((diff @ inverse) * diff).sum(1))
+    return -np.log(np.maximum(density, DENSITY_FLOOR))
+
+
+def _neighbour_pairs(array: np.ndarray):
+    """The four neighbour directions of GrabCut's graph (left, up, up-left, up-right), each as
+    ``(pixels, their neighbours, weight factor)`` views of ``array``."""
+    diagonal = 1 / np.sqrt(2.0)
+    return (
+        (array[:, 1:], array[:, :-1], 1.0),
+        (array[1:], array[:-1], 1.0),
+        (array[1:, 1:], array[:-1, :-1], diagonal),
+        (array[1:, :-1], array[:-1, 1:], diagonal),
+    )
+
+
+def grabcut_energy(image: np.ndarray, mask: np.ndarray, border: int) -> float:
+    """GrabCut's energy of a labelling (Rother et al. 2004, Eq. 2), per pixel.
+
+    The two colour mixtures are fitted to the labelling itself as GrabCut starts (OpenCV,
+    seeded), the data term is each pixel's :func:`mixture_nll` under its region's mixture, and
+    the boundary term sums, over 8-connected neighbours on different sides,
+    ``GAMMA / distance * exp(-beta * |z_m - z_n|^2)`` with ``beta`` the inverse of twice the
+    mean squared colour difference of neighbours, as OpenCV's graph has them.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        mask: ``(H, W)`` bool labelling (foreground True).
+        border: width of the certain-background ring the mixtures are fitted with.
+
+    Returns:
+        The energy divided by ``H * W``; ``inf`` when a region is too small to be modelled.
+    """
+    fitted = _run_grabcut(image, mask, 0, border)
+    if fitted is None:
+        return float("inf")
+    _, background_model, foreground_model = fitted
+    colours = image[..., ::-1].reshape(-1, 3).astype(np.float64)
+    flat = mask.reshape(-1)
+    data = mixture_nll(foreground_model, colours[flat]).sum() + mixture_nll(background_model, colours[~flat]).sum()
+    pairs = _neighbour_pairs(image.astype(np.float64))
+    squared = [((a - b) ** 2).sum(-1) for a, b, _ in pairs]
+    mean = sum(float(d.sum()) for d in squared) / sum(d.size for d in squared)
+    beta = 0.0 if mean <= 0 else 1 / (2 * mean)
+    boundary = sum(  # only the pairs the labelling cuts
+        GAMMA * factor * float(np.exp(-beta * d[a != b]).sum()) for d, (a, b, factor) in zip(squared, _neighbour_pairs(mask))
+    )
+    return (float(data) + boundary) / mask.size
 
 
 def grabcut_refine_one(
-    image: np.ndarray, mask: np.ndarray, iterations: int, border: int, box_union: bool = False
+    image: np.ndarray, mask: np.ndarray, iterations: int, border: int, box_union: bool = False, box_rule: str = "union"
 ) -> np.ndarray:
     """GrabCut from IEM's mask on one image.
 
@@ -76,7 +159,10 @@ def grabcut_refine_one(
         iterations: GrabCut iterations.
         border: width in pixels of the certain-background ring.
         box_union: also run GrabCut from the box inside the ring (every pixel off the ring
-            probable foreground) and return the union of the two results.
+            probable foreground) and take the union of the two results.
+        box_rule: with ``box_union``, ``"union"``: always return the union; ``"energy"``:
+            return it only when its :func:`grabcut_energy` is lower than that of the cut from
+            ``mask`` alone, which is returned otherwise (ties included).
 
     Returns:
         ``(H, W)`` bool refined foreground. A run whose starting foreground or background has
@@ -84,7 +170,9 @@ def grabcut_refine_one(
     """
     refined = _grabcut(image, mask, iterations, border)
     if box_union:
-        refined = refined | _grabcut(image, np.ones_like(mask), iterations, border)
+        union = refined | _grabcut(image, np.ones_like(mask), iterations, border)
+        if box_rule == "union" or grabcut_energy(image, union, border) < grabcut_energy(image, refined, border):
+            refined = union
     return refined
 
 
@@ -95,6 +183,7 @@ def grabcut_refine(
     border: int,
     box_union: bool = False,
     workers: Optional[int] = None,
+    box_rule: str = "union",
 ) -> torch.Tensor:
     """GrabCut started from each image's mask (:func:`grabcut_refine_one`), images in parallel.
 
@@ -104,6 +193,7 @@ def grabcut_refine(
         iterations: GrabCut iterations.
         border: ring width at 128 px (:func:`border_width`).
         box_union: as in :func:`grabcut_refine_one`.
+        box_rule: as in :func:`grabcut_refine_one`.
         workers: threads (OpenCV releases the GIL); torch's thread count when None.
 
     Returns:
@@ -123,7 +213,7 @@ def grabcut_refine(
     flat = masks.detach().cpu().numpy()[:, 0]
 
     def one(index: int) -> np.ndarray:
-        return grabcut_refine_one(to_uint8(images[index]), flat[index], iterations, ring, box_union)
+        return grabcut_refine_one(to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule)
 
     count = workers or torch.get_num_threads()
     with ThreadPoolExecutor(max(1, min(count, images.shape[0]))) as pool:
