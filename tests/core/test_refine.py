@@ -96,7 +96,9 @@ def test_segment_batch_refines_the_kept_iem_masks():
     config = IEMConfig.best(iterations=5)
     plain = iem.segment_batch(images, config.replace(grabcut=False), device="cpu")
     refined = iem.segment_batch(images, config, device="cpu")
-    expected = grabcut_refine(images, plain.masks, config.grabcut_iterations, config.grabcut_border)
+    expected = grabcut_refine(
+        images, plain.masks, config.grabcut_iterations, config.grabcut_border, config.grabcut_box_union, config.grabcut_box_rule
+    )
     assert torch.equal(refined.masks, expected)
     assert torch.equal(refined.scores, plain.scores) and torch.equal(refined.init, plain.init)
     assert (refined.masks[0, 0].numpy() == disc).mean() > 0.97

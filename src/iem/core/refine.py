@@ -182,8 +182,8 @@ def grabcut_refine(
     iterations: int,
     border: int,
     box_union: bool = False,
-    workers: Optional[int] = None,
     box_rule: str = "union",
+    workers: Optional[int] = None,
 ) -> torch.Tensor:
     """GrabCut started from each image's mask (:func:`grabcut_refine_one`), images in parallel.
 
