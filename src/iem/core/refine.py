@@ -7,7 +7,8 @@ strong edges, which corrects exactly those errors, but it needs a starting label
 provides it: pixels of IEM's foreground start as probable foreground, the others as probable
 background, and a thin ring along the image border is certain background (objects rarely fill
 the frame to its very edge). OpenCV's implementation is used (``cv2.grabCut``); it is imported
-only when a refinement runs.
+only when a refinement runs. A second cut from the box inside the ring can be added, its union
+with the first kept always or only where GrabCut's own energy (:func:`grabcut_energy`) prefers it.
 """
 
 from __future__ import annotations
