@@ -79,6 +79,7 @@ def test_collection_experiment_trains_on_one_folder_and_scores_another(tmp_path:
         assert a.seconds + b.seconds == pytest.approx(whole.seconds)
     text = experiment_markdown(result, "cmd")
     assert "Even half (choices made here)" in text and "Odd half (reported only)" in text
+    assert "Time per epoch (mean of 1): " in text
     assert (tmp_path / "out" / "model.iem.npz").is_file()
     # the folder is what the summary of several runs reads
     run = read_run(tmp_path / "out")

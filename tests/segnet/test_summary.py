@@ -47,6 +47,7 @@ def _write_run(
     state = {
         "settings": TrainSettings(epochs=epochs, seed=seed, schedule="onecycle").to_dict(),
         "epoch": epochs,
+        "epoch_seconds": [{"wall": 60.0 * (seed + 1), "cpu": 30.0}] * epochs,
         "meta": {"iem_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()}},
     }
     save_checkpoint(folder / "model.pt", state)
@@ -85,6 +86,7 @@ def test_the_preset_of_the_labels_is_read_from_the_checkpoint() -> None:
 def test_a_run_folder_reads_back(runs: Dict[str, Path]) -> None:
     run = read_run(runs["b0"])
     assert run.labels == "best" and run.epochs_done == 4 and run.settings["seed"] == 0
+    assert run.epoch_seconds == [{"wall": 60.0, "cpu": 30.0}] * 4
     assert list(run.results) == ["best", "segnet"] and run.dataset == "flowers17"
     assert [row.name for row in run.part("segnet", "odd").rows] == NAMES[1::2]
 
@@ -112,7 +114,7 @@ def test_the_target_needs_two_points_in_both_conventions(runs: Dict[str, Path]) 
 def test_a_missing_baseline_is_a_dash_not_a_number(runs: Dict[str, Path]) -> None:
     alone = read_run(runs["p1"])
     assert all(math.isnan(g) for g in gains([alone], alone)["paper"])
-    assert "| p1 | `paper` | 1 | 1 | - | - | 67.5 / 52.5 | - | - | - | not met |" in summarize([runs["p1"]])
+    assert "| p1 | `paper` | 1 | 1 | - | - | 67.5 / 52.5 | - | - | - | not met | 120 / 30 |" in summarize([runs["p1"]])
 
 
 def test_seeds_are_grouped_with_mean_range_and_deviation(runs: Dict[str, Path]) -> None:

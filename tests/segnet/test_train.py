@@ -11,7 +11,7 @@ import torch
 
 from iem.segnet import train as train_module
 from iem.segnet.checkpoint import read_checkpoint
-from iem.segnet.train import CheckpointMismatch, TrainSettings, data_fingerprint, train_segnet
+from iem.segnet.train import CheckpointMismatch, TrainSettings, data_fingerprint, mean_epoch_seconds, train_segnet
 
 from tests.segnet.synthetic import blobs
 
@@ -51,6 +51,22 @@ def test_resuming_gives_the_uninterrupted_run(data, tmp_path: Path) -> None:
     a, b = _weights(straight.model), _weights(resumed.model)
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=1e-5)
+
+
+def test_every_epoch_is_timed_and_a_resumed_run_keeps_the_earlier_times(data, tmp_path: Path) -> None:
+    images, labels = data
+    first = train_segnet(images, labels, tmp_path / "m.pt", FAST.replace(epochs=1), device="cpu")
+    assert len(first.epoch_seconds) == 1
+    assert first.epoch_seconds[0]["wall"] > 0 and first.epoch_seconds[0]["cpu"] > 0
+    resumed = train_segnet(images, labels, tmp_path / "m.pt", FAST, device="cpu")
+    assert len(resumed.epoch_seconds) == 2 and resumed.epoch_seconds[0] == first.epoch_seconds[0]
+    assert read_checkpoint(tmp_path / "m.pt")["epoch_seconds"] == resumed.epoch_seconds
+
+
+def test_mean_epoch_seconds() -> None:
+    assert mean_epoch_seconds([{"wall": 3.0, "cpu": 2.0}, {"wall": 5.0, "cpu": 1.0}]) == (4.0, 1.5)
+    with pytest.raises(ValueError):
+        mean_epoch_seconds([])
 
 
 def test_a_finished_run_is_not_retrained(data, tmp_path: Path) -> None:

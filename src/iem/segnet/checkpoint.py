@@ -66,7 +66,7 @@ def read_checkpoint(path: PathLike) -> Dict[str, Any]:
 
 
 #: What a slim checkpoint keeps: enough to rebuild and describe the network, not to resume it.
-SLIM_KEYS = ("hparams", "model", "settings", "epoch", "losses", "batch_size", "train_size", "complete")
+SLIM_KEYS = ("hparams", "model", "settings", "epoch", "losses", "epoch_seconds", "batch_size", "train_size", "complete")
 #: Entries of ``meta`` that stay (the per-file lists of a large collection are dropped).
 SLIM_META = ("collection_size", "iem_config")
 

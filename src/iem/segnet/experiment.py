@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import click
 import torch
@@ -48,7 +48,7 @@ from iem.segnet.methods import SegNetMethod, SegNetRefineMethod
 from iem.segnet.pipeline import PipelineReport, train_from_files
 from iem.segnet.predict import load_model
 from iem.config import PRESETS
-from iem.segnet.train import PRECISIONS, SCHEDULES, TrainSettings
+from iem.segnet.train import PRECISIONS, SCHEDULES, TrainSettings, mean_epoch_seconds
 
 PathLike = Union[str, os.PathLike]
 
@@ -252,7 +252,14 @@ def _training_lines(result: ExperimentResult) -> List[str]:
         f"Training: batch {train.batch_size}, {len(train.losses)} epochs, loss every few epochs: {losses}"
         f" (last {train.losses[-1]:.3f})." if train.losses else "Training: no epoch run.",
         f"Wall time of IEM + training: {result.seconds['train_pipeline']:.0f} s.",
+        *([epoch_time_text(train.epoch_seconds)] if train.epoch_seconds else []),
     ]
+
+
+def epoch_time_text(epoch_seconds: Sequence[Mapping[str, float]]) -> str:
+    """One line on the time of an epoch: mean wall and CPU seconds over the timed epochs."""
+    wall, cpu = mean_epoch_seconds(epoch_seconds)
+    return f"Time per epoch (mean of {len(epoch_seconds)}): {wall:.0f} s wall, {cpu:.0f} s of CPU."
 
 
 def _collection_markdown(result: ExperimentResult, command: str) -> str:

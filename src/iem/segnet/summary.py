@@ -38,6 +38,7 @@ from iem.config import PRESETS, IEMConfig
 from iem.io.write import write_text
 from iem.segnet.checkpoint import CheckpointError, read_checkpoint
 from iem.segnet.experiment import HALVES, MODEL_FILE, half_results
+from iem.segnet.train import mean_epoch_seconds
 
 PathLike = Union[str, os.PathLike]
 
@@ -72,6 +73,7 @@ class Run:
         labels: Preset of the IEM that made the pseudo-labels (``"custom"`` for other settings).
         settings: The training recipe (``TrainSettings.to_dict()``).
         epochs_done: Epochs the checkpoint finished.
+        epoch_seconds: Wall and CPU seconds of each timed epoch (``TrainResult.epoch_seconds``).
         results: Per-image scores by method, in the order the experiment ran them.
         dataset: Name of the labelled set.
     """
@@ -80,6 +82,7 @@ class Run:
     labels: str
     settings: Dict[str, Any]
     epochs_done: int
+    epoch_seconds: List[Dict[str, float]]
     results: Dict[str, MethodResult]
     dataset: str
 
@@ -128,7 +131,7 @@ def read_run(folder: PathLike) -> Run:
         raise SummaryError(f"{folder / MODEL_FILE}: the checkpoint records no IEM settings or recipe")
     return Run(
         folder, preset_of(iem_config), dict(state["settings"]), int(state.get("epoch", 0)),
-        {r.method: r for r in results}, dataset,
+        [dict(x) for x in state.get("epoch_seconds", [])], {r.method: r for r in results}, dataset,
     )
 
 
@@ -190,8 +193,8 @@ def _recipe_text(settings: Mapping[str, Any]) -> str:
 def _run_table(runs: Sequence[Run], part: str) -> List[str]:
     lines = [
         "| run | labels | epochs | seed | IEM (labels) | IEM `paper` | IEM+SegNet | IEM+SegNet+refine "
-        "| SegNet - IEM (labels) | SegNet - IEM `paper` |" + (" target |" if part == "all" else ""),
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if part == "all" else ""),
+        "| SegNet - IEM (labels) | SegNet - IEM `paper` |" + (" target | s per epoch (wall / CPU) |" if part == "all" else ""),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|---:|" if part == "all" else ""),
     ]
     for run in runs:
         cells = [
@@ -204,6 +207,7 @@ def _run_table(runs: Sequence[Run], part: str) -> List[str]:
         cells += [_pair(gain["labels"], signed=True), _pair(gain[PAPER], signed=True)]
         if part == "all":
             cells.append("met" if target_met(runs, run) else "not met")
+            cells.append("{:.0f} / {:.0f}".format(*mean_epoch_seconds(run.epoch_seconds)) if run.epoch_seconds else "-")
         lines.append(
             f"| {run.name} | `{run.labels}` | {run.epochs_done} | {run.settings.get('seed')} | " + " | ".join(cells) + " |"
         )

@@ -26,9 +26,10 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -156,12 +157,27 @@ class TrainResult:
         losses: Mean training loss of every epoch so far (resumed epochs included).
         start_epoch: Epochs already done in the checkpoint when this call began.
         batch_size: The mini-batch that was used.
+        epoch_seconds: Time of every epoch so far, ``{"wall": s, "cpu": s}`` (the process's CPU
+            time: on a shared machine the cost of the epoch on free cores); epochs of a
+            checkpoint written before this was recorded are absent.
     """
 
     model: SegNet
     losses: List[float]
     start_epoch: int
     batch_size: int
+    epoch_seconds: List[Dict[str, float]] = field(default_factory=list)
+
+
+def mean_epoch_seconds(epoch_seconds: Sequence[Mapping[str, float]]) -> Tuple[float, float]:
+    """Mean wall and CPU seconds of the timed epochs (:attr:`TrainResult.epoch_seconds`).
+
+    Raises:
+        ValueError: no epoch was timed.
+    """
+    if not epoch_seconds:
+        raise ValueError("no timed epoch")
+    return tuple(sum(x[key] for x in epoch_seconds) / len(epoch_seconds) for key in ("wall", "cpu"))
 
 
 def data_fingerprint(images: torch.Tensor, labels: torch.Tensor, settings: TrainSettings) -> str:
@@ -250,6 +266,7 @@ def train_segnet(
     model = _new_model(settings, images.shape[-1]).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     losses: List[float] = []
+    epoch_seconds: List[Dict[str, float]] = []
     start = 0
     if resume and checkpoint.exists():
         state = read_checkpoint(checkpoint)
@@ -260,6 +277,7 @@ def train_segnet(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         losses = [float(x) for x in state["losses"]]
+        epoch_seconds = [dict(x) for x in state.get("epoch_seconds", [])]
         start = int(state["epoch"])
 
     # Small collections fit on the device whole; moving them once saves a copy per batch.
@@ -284,6 +302,7 @@ def train_segnet(
                 "optimizer": _to_cpu(optimizer.state_dict()),
                 "epoch": epoch,
                 "losses": list(losses),
+                "epoch_seconds": [dict(x) for x in epoch_seconds],
                 "complete": epoch >= settings.epochs,
             },
         )
@@ -305,16 +324,18 @@ def train_segnet(
                 bar.set_postfix(epoch=f"{epoch + 1}/{settings.epochs}", loss=f"{mean_loss:.4f}")
 
             rates = [settings.learning_rate_at(epoch * steps + i, settings.epochs * steps) for i in range(steps)]
+            wall, cpu = time.perf_counter(), time.process_time()
             losses.append(
                 _run_epoch(model, optimizer, data_x, data_y, order, flips, batch_size, show, rates, settings.precision)
             )
+            epoch_seconds.append({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu})
             save(epoch + 1)
     finally:
         bar.close()
     if start >= settings.epochs and not (resume and checkpoint.exists()):
         save(start)
     model.eval()
-    return TrainResult(model=model, losses=losses, start_epoch=start, batch_size=batch_size)
+    return TrainResult(model=model, losses=losses, start_epoch=start, batch_size=batch_size, epoch_seconds=epoch_seconds)
 
 
 def _run_epoch(
