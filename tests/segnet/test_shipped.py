@@ -118,4 +118,4 @@ def test_the_model_card_states_the_scores_stored_with_the_network() -> None:
     stored = [[100 * scores[key] for key in SCORE_KEYS] for scores in meta["scores"].values()]
     # the file keeps four digits, the card one decimal of the exact mean: they agree within both roundings
     assert stated == [pytest.approx(row, abs=0.05 + 0.005) for row in stored], (stated, stored)
-    assert list(meta["scores"]) == ["paper", "segnet", "segnet+refine"]
+    assert {"segnet", "segnet+refine"} <= set(meta["scores"])

@@ -179,7 +179,8 @@ def gains(runs: Sequence[Run], run: Run, part: str = "all") -> Dict[str, Tuple[f
 
 
 def target_met(runs: Sequence[Run], run: Run) -> bool:
-    """Whether the network is :data:`TARGET_POINTS` above the IEM of its labels in both conventions."""
+    """Whether the network is :data:`TARGET_POINTS` above the IEM of its labels in both conventions
+    (False when that IEM was not scored)."""
     return all(g >= TARGET_POINTS for g in gains(runs, run)["labels"])
 
 
@@ -206,7 +207,8 @@ def _run_table(runs: Sequence[Run], part: str) -> List[str]:
         gain = gains(runs, run, part)
         cells += [_pair(gain["labels"], signed=True), _pair(gain[PAPER], signed=True)]
         if part == "all":
-            cells.append("met" if target_met(runs, run) else "not met")
+            known = not any(math.isnan(g) for g in gains(runs, run)["labels"])
+            cells.append(("met" if target_met(runs, run) else "not met") if known else "-")
             cells.append("{:.0f} / {:.0f}".format(*mean_epoch_seconds(run.epoch_seconds)) if run.epoch_seconds else "-")
         lines.append(
             f"| {run.name} | `{run.labels}` | {run.epochs_done} | {run.settings.get('seed')} | " + " | ".join(cells) + " |"
