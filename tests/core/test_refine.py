@@ -76,16 +76,16 @@ def test_batch_is_deterministic_whatever_the_threads():
     images = torch.stack([as_tensor(image) for image, _ in scenes])
     masks = torch.zeros(3, 1, 48, 48, dtype=torch.bool)
     masks[..., 10:38, 10:38] = True
-    one = grabcut_refine(images, masks, 3, 2, workers=1)
-    many = grabcut_refine(images, masks, 3, 2, workers=3)
+    one = grabcut_refine(images, masks, 3, 2, False, "union", workers=1)
+    many = grabcut_refine(images, masks, 3, 2, False, "union", workers=3)
     assert one.shape == (3, 1, 48, 48) and one.dtype == torch.bool
     assert torch.equal(one, many)
-    assert torch.equal(one[1:2], grabcut_refine(images[1:2], masks[1:2], 3, 2))
+    assert torch.equal(one[1:2], grabcut_refine(images[1:2], masks[1:2], 3, 2, False, "union"))
 
 
 def test_refinement_needs_rgb():
     with pytest.raises(ValueError, match="RGB"):
-        grabcut_refine(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16, dtype=torch.bool), 1, 2)
+        grabcut_refine(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16, dtype=torch.bool), 1, 2, False, "union")
     with pytest.raises(ValueError, match="3 channels"):
         iem.segment_batch(torch.zeros(1, 2, 16, 16), IEMConfig.best(iterations=1))
 
@@ -211,8 +211,8 @@ def test_batch_refines_each_image_with_its_ring_and_the_box_union():
     images = torch.stack([as_tensor(top), as_tensor(patch)])
     masks = torch.from_numpy(np.stack([top_start, patch_start])).unsqueeze(1)
     ring = 1  # 2 px at 128 px is 0.75 px at 48 px, rounded to 1
-    plain = grabcut_refine(images, masks, 3, 2)
-    union = grabcut_refine(images, masks, 3, 2, box_union=True, workers=2)
+    plain = grabcut_refine(images, masks, 3, 2, False, "union")
+    union = grabcut_refine(images, masks, 3, 2, True, "union", workers=2)
     for index, (image, start) in enumerate(((top, top_start), (patch, patch_start))):
         np.testing.assert_array_equal(plain[index, 0].numpy(), grabcut_refine_one(image, start, 3, ring))
         np.testing.assert_array_equal(union[index, 0].numpy(), grabcut_refine_one(image, start, 3, ring, box_union=True))
@@ -226,7 +226,7 @@ def test_batch_refines_each_image_with_its_ring_and_the_box_union():
 def test_without_opencv_the_refinement_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
     with pytest.raises(ValueError) as refused:
-        grabcut_refine(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool), 1, 2)
+        grabcut_refine(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool), 1, 2, False, "union")
     assert str(refused.value) == "the GrabCut refinement (IEMConfig.grabcut) needs OpenCV: pip install opencv-python-headless"
 
 
@@ -266,9 +266,10 @@ def test_mixture_nll_is_the_density_of_the_mixture_without_its_constant():
     weights = np.array([0.5, 0.3, 0.2, 0.0, 0.0])  # two components unused, as OpenCV leaves them
     means = rng.uniform(0, 255, (5, 3))
     covariances = []
-    for _ in range(5):
+    for _ in range(3):
         root = rng.normal(0, 20, (3, 3))
         covariances.append(root @ root.T + 5 * np.eye(3))
+    covariances += [np.zeros((3, 3))] * 2  # an unused component's covariance stays zero in OpenCV's model
     model = np.concatenate([weights, means.ravel(), np.array(covariances).ravel()])
     colours = rng.uniform(0, 255, (40, 3))
     density = sum(w * stats.multivariate_normal(m, c).pdf(colours) for w, m, c in zip(weights[:3], means, covariances))
@@ -315,6 +316,39 @@ def test_energy_is_lowest_for_the_object_and_infinite_without_a_region():
     larger[8:40, 8:40] = True
     assert grabcut_energy(image, disc, 2) < min(grabcut_energy(image, larger, 2), grabcut_energy(image, np.roll(disc, 6, 0), 2))
     assert grabcut_energy(image, np.zeros_like(disc), 2) == float("inf")
+
+
+def _flat_halves(step):
+    """An 8 x 10 grey image whose right half is ``step`` brighter in blue, and the right half as
+    the mask: each region one colour, so that each mixture's covariance is OpenCV's floor 0.01 I."""
+    image = np.full((8, 10, 3), 100, np.uint8)
+    image[:, 5:, 2] += step
+    half = np.zeros((8, 10), bool)
+    half[:, 5:] = True
+    return image, half
+
+
+@pytest.mark.parametrize("step", [0, 1])
+def test_energy_of_flat_regions_by_hand(step):
+    # Each pixel's density under its region's mixture (weights summing to 1, covariance 0.01 I)
+    # is 1 / sqrt(1e-6) = 1000. The cut crosses 8 horizontal and 2 x 7 diagonal pairs, each of
+    # squared difference step^2, of the 8 * 9 + 7 * 10 + 2 * 7 * 9 = 268 pairs: beta is
+    # 268 / (2 * 22) for a step of 1 (a mean under 1); a flat image has no contrast to weigh.
+    image, half = _flat_halves(step)
+    contrast = np.exp(-268 / 44) if step else 1.0
+    expected = (-80 * np.log(1000) + GAMMA * (8 + 14 / np.sqrt(2)) * contrast) / 80
+    assert grabcut_energy(image, half, 0) == pytest.approx(expected, rel=1e-9)
+
+
+def test_energy_rule_keeps_the_cut_from_the_mask_on_a_tie():
+    # Without a ring the box leaves no background: the box's cut keeps the whole image, whose
+    # energy is infinite, as is that of a start of 4 pixels, which GrabCut cannot model and keeps.
+    image, _ = disc_scene(size=16, radius=4)
+    start = np.zeros((16, 16), bool)
+    start[7:9, 7:9] = True
+    assert grabcut_energy(image, start, 0) == grabcut_energy(image, np.ones_like(start), 0) == float("inf")
+    np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 0, box_union=True, box_rule="energy"), start)
+    assert grabcut_refine_one(image, start, 3, 0, box_union=True, box_rule="union").all()
 
 
 def _two_part_scene():
@@ -365,5 +399,9 @@ def test_energy_rule_passes_through_the_batch_and_the_config():
 
     expected = [grabcut_refine_one(im, m, 3, 2, box_union=True, box_rule="energy") for im, m in ((image, red), (stripes, disc))]
     np.testing.assert_array_equal(refine_masks(images, masks, config)[:, 0].numpy(), np.stack(expected))
+    # The union rule takes the box's cut of the stripes, which the energy rule leaves out.
+    union = grabcut_refine(images[1:], masks[1:], 3, 2, True, "union")[0, 0].numpy()
+    assert union.sum() > 4 * expected[1].sum()
+    np.testing.assert_array_equal(union, grabcut_refine_one(stripes, disc, 3, 2, box_union=True))
     with pytest.raises(ValueError, match="grabcut_box_rule"):
         IEMConfig(grabcut_box_rule="always")

@@ -182,8 +182,8 @@ def grabcut_refine(
     masks: torch.Tensor,
     iterations: int,
     border: int,
-    box_union: bool = False,
-    box_rule: str = "union",
+    box_union: bool,
+    box_rule: str,
     workers: Optional[int] = None,
 ) -> torch.Tensor:
     """GrabCut started from each image's mask (:func:`grabcut_refine_one`), images in parallel.
