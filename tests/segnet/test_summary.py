@@ -81,6 +81,9 @@ def test_the_preset_of_the_labels_is_read_from_the_checkpoint() -> None:
     assert preset_of(IEMConfig.paper().to_dict()) == "paper"
     assert preset_of(IEMConfig.best().to_dict()) == "best"
     assert preset_of(IEMConfig.paper(iterations=3).to_dict()) == "custom"
+    older = {k: v for k, v in IEMConfig.paper().to_dict().items() if k != "grabcut_box_rule"}
+    assert preset_of(older) == "paper"  # written before a field was added: its default applies
+    assert preset_of({**IEMConfig.paper().to_dict(), "no_such_field": 1}) == "custom"
 
 
 def test_a_run_folder_reads_back(runs: Dict[str, Path]) -> None:

@@ -100,15 +100,18 @@ class Run:
         return _on_part(self.results.get(method), self, part)
 
 
-def _plain(config: Mapping[str, Any]) -> Dict[str, Any]:
-    return {k: (list(v) if isinstance(v, (tuple, list)) else v) for k, v in config.items()}
-
-
 def preset_of(iem_config: Mapping[str, Any]) -> str:
-    """The preset whose settings are ``iem_config`` (as stored in a checkpoint), else ``"custom"``."""
-    plain = _plain(iem_config)
+    """The preset whose settings are ``iem_config`` (as stored in a checkpoint), else ``"custom"``.
+
+    A field added to :class:`IEMConfig` after the checkpoint was written takes its default, which
+    leaves the paper's method unchanged, so a run keeps its preset's name.
+    """
+    try:
+        config = IEMConfig.from_dict(iem_config)
+    except (TypeError, ValueError):
+        return "custom"
     for name in PRESETS:
-        if _plain(IEMConfig.preset(name).to_dict()) == plain:
+        if IEMConfig.preset(name) == config:
             return name
     return "custom"
 
