@@ -7,15 +7,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
-from iem import IEMConfig
+from iem import IEMConfig, segment_batch
 from iem.datasets import write_shapes_dataset
+from iem.segnet.data import load_collection
 from iem.segnet.experiment import HALVES, experiment_markdown, half_results, run_collection_experiment, run_experiment
 from iem.segnet.summary import read_run
 from iem.segnet.train import TrainSettings
 from tests.conftest import require_shared
 
 METHODS = ["paper", "segnet", "segnet+refine"]
+SAMPLES = Path(__file__).resolve().parents[2] / "src" / "iem" / "data"
 
 
 @pytest.mark.parametrize("transductive", [False, True])
@@ -86,3 +89,23 @@ def test_collection_experiment_trains_on_one_folder_and_scores_another(tmp_path:
     assert run.labels == "custom" and run.epochs_done == 1 and run.settings == settings.to_dict()
     for whole in result.bench.results:
         assert run.results[whole.method].mean("iou") == pytest.approx(whole.mean("iou"), abs=1e-6)
+
+
+def test_collection_experiment_with_best_labels_uses_best_at_the_working_size(tmp_path: Path) -> None:
+    """``--preset best``: the pseudo-labels are ``segment_batch`` with today's ``IEMConfig.best()`` on
+    the 128 px tensors (the 44 px square, GrabCut from its mask and from the box, the energy rule;
+    the photo pass has no photo here) and the IEM row is named after them. Few iterations keep it
+    short; the summary's naming of the full preset is tested in test_summary.py."""
+    labelled = tmp_path / "labelled"
+    write_shapes_dataset(labelled, count=2, size=(48, 64), seed=5)
+    best = IEMConfig.best(iterations=5)
+    settings = TrainSettings(epochs=1, min_steps_per_epoch=2, precision="bf16")
+    # the package's sample photos: real edges, where GrabCut's settings change the masks
+    result = run_collection_experiment(labelled, SAMPLES, tmp_path / "out", settings, best, device="cpu", iem_name="best")
+    assert [r.method for r in result.bench.results] == ["best", "segnet", "segnet+refine"]
+    images = load_collection(result.pipeline.paths).images
+    expected = segment_batch(images, config=best, device="cpu")
+    assert torch.equal(result.pipeline.labels.masks, expected.masks)
+    torch.testing.assert_close(result.pipeline.labels.scores, expected.scores.double())
+    # the labels are best's, not the paper's IEM alone (what a dropped GrabCut or preset would give)
+    assert not torch.equal(result.pipeline.labels.masks, segment_batch(images, config=IEMConfig.paper(iterations=5), device="cpu").masks)
