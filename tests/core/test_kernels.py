@@ -207,14 +207,6 @@ def test_refiltering_after_large_changes_agrees(monkeypatch):
     assert torch.equal(masks, ref_masks) and torch.equal(its, ref_its)
 
 
-def test_compiled_loop_serves_only_what_it_implements():
-    x = torch.zeros(1, 3, 16, 16)
-    assert kernels.usable(x, IEMConfig())
-    assert not kernels.usable(x.double(), IEMConfig())
-    assert not kernels.usable(x, IEMConfig(numerator_norm="l2"))
-    assert not kernels.usable(x, IEMConfig(normalizer="marginal"))
-
-
 def test_zero_iterations_return_the_initial_masks():
     images, init = runs(24, 24, count=2)
     result = iem.segment_batch(images, IEMConfig.paper(iterations=0), device="cpu", init_masks=init)
@@ -269,13 +261,3 @@ def test_the_loop_is_chosen_once_per_process(monkeypatch, tmp_path):
     # A record whose cache files are gone is not trusted.
     marker.write_text('{"numba_cache": "%s"}' % (tmp_path / "nowhere"))
     assert not kernels.compiled()
-
-
-def test_loop_policies(monkeypatch):
-    monkeypatch.setattr(kernels, "_READY", None)
-    monkeypatch.setenv("IEM_NUMBA", "wait")
-    assert kernels.ready() is True
-    monkeypatch.setattr(kernels, "_READY", None)
-    monkeypatch.setenv("IEM_NUMBA", "sometimes")
-    with pytest.raises(ValueError, match="IEM_NUMBA"):
-        kernels.ready()

@@ -145,11 +145,9 @@ def compile_now() -> Path:
     numerator = torch.zeros(1, 3, side, side)
     denominator = torch.ones(1, 1, side, side)
     optimize(images, masks, numerator, denominator, filt.rows.matrix, filt.cols.matrix, config, 4, 1.0)
-    from iem.io.write import write_text  # every file iem writes goes through iem.io.write
+    from iem.io.write import write_text  # every file iem writes goes through iem.io.write (parents included)
 
-    marker = _marker()
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    return write_text(marker, json.dumps({"numba_cache": str(compiled_loop._optimize._cache._cache_path)}))
+    return write_text(_marker(), json.dumps({"numba_cache": str(compiled_loop._optimize._cache._cache_path)}))
 
 
 def compile_in_background() -> Optional[subprocess.Popen]:
