@@ -27,7 +27,9 @@ def test_best_preset_is_the_smallest_square_then_grabcut_from_it_and_the_box():
     best = IEMConfig.best()
     assert best.grabcut and not IEMConfig.paper().grabcut and not IEMConfig.released().grabcut
     assert (best.grabcut_iterations, best.grabcut_box_union, best.grabcut_box_rule) == (3, True, "energy")
-    plain = {name: getattr(IEMConfig(), name) for name in ("grabcut", "grabcut_iterations", "grabcut_box_union", "grabcut_box_rule", "grabcut_photo_size")}
+    assert best.grabcut_reject_empty and not IEMConfig().grabcut_reject_empty  # older settings keep an empty cut
+    refinement = ("grabcut", "grabcut_iterations", "grabcut_box_union", "grabcut_box_rule", "grabcut_reject_empty", "grabcut_photo_size")
+    plain = {name: getattr(IEMConfig(), name) for name in refinement}
     assert best.replace(**plain) == IEMConfig.paper(init_sizes=(44,))
     assert IEMConfig().grabcut_box_rule == "union"  # the field's own default: the union as it was
     assert IEMConfig.preset("best", grabcut_iterations=2).grabcut_iterations == 2

@@ -71,6 +71,10 @@ class IEMConfig:
             ``"energy"``: keep it only where GrabCut's own energy (colour mixtures fitted to
             each labelling plus the contrast-sensitive boundary term) is lower for the union
             than for the cut from IEM's mask, which is kept otherwise (docs/beyond.md).
+        grabcut_reject_empty: With ``grabcut``, a cut from IEM's mask (or, in the photo pass,
+            from the working mask) that leaves fewer foreground pixels than a colour mixture has
+            components is not taken: GrabCut gave the whole frame to the border's colour model,
+            and the mask it started from is kept instead (docs/beyond.md).
         grabcut_photo_size: Photo path only (``iem.segment``, ``iem.segment_files``, ``iem
             segment``): with ``grabcut``, GrabCut runs a second time on the photo brought to
             this shorter side (never enlarged), from the working-size mask, before the mask is
@@ -96,6 +100,7 @@ class IEMConfig:
     grabcut_border: int = 2
     grabcut_box_union: bool = False
     grabcut_box_rule: BoxRule = "union"
+    grabcut_reject_empty: bool = False
     grabcut_photo_size: int = 0
 
     def __post_init__(self) -> None:
@@ -151,15 +156,16 @@ class IEMConfig:
         """The most accurate learning-free settings found (docs/beyond.md); may change between
         versions, unlike :meth:`paper` and :meth:`released`: IEM from the paper's smallest
         square (44) alone, then GrabCut (3 iterations, the image border as background) from its mask
-        and from the box inside the border, keeping their union where GrabCut's energy is lower
-        for it than for the cut from IEM's mask; in the photo path a second GrabCut pass on the
-        photo at 384 px (shorter side)."""
+        (IEM's mask kept where that cut empties the foreground) and from the box inside the
+        border, keeping their union where GrabCut's energy is lower for it than for the cut from
+        IEM's mask; in the photo path a second GrabCut pass on the photo at 384 px (shorter side)."""
         return cls(**{
             "init_sizes": (44,),
             "grabcut": True,
             "grabcut_iterations": 3,
             "grabcut_box_union": True,
             "grabcut_box_rule": "energy",
+            "grabcut_reject_empty": True,
             "grabcut_photo_size": 384,
             **overrides,
         })

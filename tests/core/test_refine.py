@@ -10,6 +10,7 @@ cv2 = pytest.importorskip("cv2")
 
 import iem
 from iem.config import IEMConfig
+from iem.core import refine
 from iem.core.refine import (
     GAMMA,
     border_width,
@@ -76,16 +77,16 @@ def test_batch_is_deterministic_whatever_the_threads():
     images = torch.stack([as_tensor(image) for image, _ in scenes])
     masks = torch.zeros(3, 1, 48, 48, dtype=torch.bool)
     masks[..., 10:38, 10:38] = True
-    one = grabcut_refine(images, masks, 3, 2, False, "union", workers=1)
-    many = grabcut_refine(images, masks, 3, 2, False, "union", workers=3)
+    one = grabcut_refine(images, masks, 3, 2, False, "union", False, workers=1)
+    many = grabcut_refine(images, masks, 3, 2, False, "union", False, workers=3)
     assert one.shape == (3, 1, 48, 48) and one.dtype == torch.bool
     assert torch.equal(one, many)
-    assert torch.equal(one[1:2], grabcut_refine(images[1:2], masks[1:2], 3, 2, False, "union"))
+    assert torch.equal(one[1:2], grabcut_refine(images[1:2], masks[1:2], 3, 2, False, "union", False))
 
 
 def test_refinement_needs_rgb():
     with pytest.raises(ValueError, match="RGB"):
-        grabcut_refine(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16, dtype=torch.bool), 1, 2, False, "union")
+        grabcut_refine(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16, dtype=torch.bool), 1, 2, False, "union", False)
     with pytest.raises(ValueError, match="3 channels"):
         iem.segment_batch(torch.zeros(1, 2, 16, 16), IEMConfig.best(iterations=1))
 
@@ -97,7 +98,13 @@ def test_segment_batch_refines_the_kept_iem_masks():
     plain = iem.segment_batch(images, config.replace(grabcut=False), device="cpu")
     refined = iem.segment_batch(images, config, device="cpu")
     expected = grabcut_refine(
-        images, plain.masks, config.grabcut_iterations, config.grabcut_border, config.grabcut_box_union, config.grabcut_box_rule
+        images,
+        plain.masks,
+        config.grabcut_iterations,
+        config.grabcut_border,
+        config.grabcut_box_union,
+        config.grabcut_box_rule,
+        config.grabcut_reject_empty,
     )
     assert torch.equal(refined.masks, expected)
     assert torch.equal(refined.scores, plain.scores) and torch.equal(refined.init, plain.init)
@@ -211,8 +218,8 @@ def test_batch_refines_each_image_with_its_ring_and_the_box_union():
     images = torch.stack([as_tensor(top), as_tensor(patch)])
     masks = torch.from_numpy(np.stack([top_start, patch_start])).unsqueeze(1)
     ring = 1  # 2 px at 128 px is 0.75 px at 48 px, rounded to 1
-    plain = grabcut_refine(images, masks, 3, 2, False, "union")
-    union = grabcut_refine(images, masks, 3, 2, True, "union", workers=2)
+    plain = grabcut_refine(images, masks, 3, 2, False, "union", False)
+    union = grabcut_refine(images, masks, 3, 2, True, "union", False, workers=2)
     for index, (image, start) in enumerate(((top, top_start), (patch, patch_start))):
         np.testing.assert_array_equal(plain[index, 0].numpy(), grabcut_refine_one(image, start, 3, ring))
         np.testing.assert_array_equal(union[index, 0].numpy(), grabcut_refine_one(image, start, 3, ring, box_union=True))
@@ -226,7 +233,7 @@ def test_batch_refines_each_image_with_its_ring_and_the_box_union():
 def test_without_opencv_the_refinement_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
     with pytest.raises(ValueError) as refused:
-        grabcut_refine(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool), 1, 2, False, "union")
+        grabcut_refine(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool), 1, 2, False, "union", False)
     assert str(refused.value) == "the GrabCut refinement (IEMConfig.grabcut) needs OpenCV: pip install opencv-python-headless"
 
 
@@ -400,8 +407,53 @@ def test_energy_rule_passes_through_the_batch_and_the_config():
     expected = [grabcut_refine_one(im, m, 3, 2, box_union=True, box_rule="energy") for im, m in ((image, red), (stripes, disc))]
     np.testing.assert_array_equal(refine_masks(images, masks, config)[:, 0].numpy(), np.stack(expected))
     # The union rule takes the box's cut of the stripes, which the energy rule leaves out.
-    union = grabcut_refine(images[1:], masks[1:], 3, 2, True, "union")[0, 0].numpy()
+    union = grabcut_refine(images[1:], masks[1:], 3, 2, True, "union", False)[0, 0].numpy()
     assert union.sum() > 4 * expected[1].sum()
     np.testing.assert_array_equal(union, grabcut_refine_one(stripes, disc, 3, 2, box_union=True))
     with pytest.raises(ValueError, match="grabcut_box_rule"):
         IEMConfig(grabcut_box_rule="always")
+
+
+def _noise_scene(size=32):
+    """Uniform colour noise with a square start: no colour model tells the square from the
+    rest, so GrabCut gives every pixel to the background (the border's mixture)."""
+    image = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    start = np.zeros((size, size), bool)
+    start[size // 3 : 2 * size // 3, size // 3 : 2 * size // 3] = True
+    return image, start
+
+
+def test_a_cut_that_empties_the_foreground_keeps_its_start_when_rejected():
+    image, start = _noise_scene()
+    assert not grabcut_refine_one(image, start, 3, 2).any()
+    np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 2, reject_empty=True), start)
+    # The box's cut empties too and adds nothing: the union is the start, and so is the energy
+    # rule's choice between two equal labellings.
+    for rule in ("union", "energy"):
+        np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 2, True, rule, reject_empty=True), start)
+
+
+@pytest.mark.parametrize("kept, rejected", [(4, True), (5, False)])
+def test_a_cut_is_rejected_below_as_many_pixels_as_mixture_components(monkeypatch, kept, rejected):
+    start = np.ones((6, 6), bool)
+    cut = np.zeros((6, 6), bool)
+    cut.flat[:kept] = True  # what GrabCut is made to return: a mixture needs 5 pixels
+    monkeypatch.setattr(refine, "_grabcut", lambda image, mask, iterations, border: cut)
+    out = grabcut_refine_one(np.zeros((6, 6, 3), np.uint8), start, 1, 0, reject_empty=True)
+    np.testing.assert_array_equal(out, start if rejected else cut)
+
+
+def test_rejecting_empty_cuts_passes_through_the_batch_and_the_photo_pass():
+    from iem.core.engine import refine_masks
+
+    image, start = _noise_scene()
+    images, masks = as_tensor(image)[None], torch.from_numpy(start)[None, None]
+    config = IEMConfig(grabcut=True, grabcut_iterations=3, grabcut_reject_empty=True)
+    assert torch.equal(refine_masks(images, masks, config), masks)
+    assert not refine_masks(images, masks, config.replace(grabcut_reject_empty=False)).any()
+    # The photo pass at twice the working size: an emptied pass keeps the enlarged start (a
+    # bilinear 2x enlargement of a square, thresholded at 0.5, is the square of 2x2 blocks).
+    photo, _ = _noise_scene(64)
+    config = config.replace(grabcut_photo_size=64)
+    np.testing.assert_array_equal(refine_on_photo(photo, start, config), np.kron(start, np.ones((2, 2), bool)))
+    assert not refine_on_photo(photo, start, config.replace(grabcut_reject_empty=False)).any()

@@ -217,7 +217,13 @@ def refine_masks(images: torch.Tensor, masks: torch.Tensor, config: IEMConfig) -
     from iem.core.refine import grabcut_refine
 
     return grabcut_refine(
-        images, masks, config.grabcut_iterations, config.grabcut_border, config.grabcut_box_union, config.grabcut_box_rule
+        images,
+        masks,
+        config.grabcut_iterations,
+        config.grabcut_border,
+        config.grabcut_box_union,
+        config.grabcut_box_rule,
+        config.grabcut_reject_empty,
     )
 
 

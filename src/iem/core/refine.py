@@ -150,7 +150,13 @@ def grabcut_energy(image: np.ndarray, mask: np.ndarray, border: int) -> float:
 
 
 def grabcut_refine_one(
-    image: np.ndarray, mask: np.ndarray, iterations: int, border: int, box_union: bool = False, box_rule: str = "union"
+    image: np.ndarray,
+    mask: np.ndarray,
+    iterations: int,
+    border: int,
+    box_union: bool = False,
+    box_rule: str = "union",
+    reject_empty: bool = False,
 ) -> np.ndarray:
     """GrabCut from IEM's mask on one image.
 
@@ -164,12 +170,17 @@ def grabcut_refine_one(
         box_rule: with ``box_union``, ``"union"``: always return the union; ``"energy"``:
             return it only when its :func:`grabcut_energy` is lower than that of the cut from
             ``mask`` alone, which is returned otherwise (ties included).
+        reject_empty: when the cut from ``mask`` leaves fewer than :data:`GMM_COMPONENTS`
+            foreground pixels, take ``mask`` in its place (GrabCut gave the whole frame to the
+            border's colour mixture). An empty cut from the box only adds nothing to the union.
 
     Returns:
         ``(H, W)`` bool refined foreground. A run whose starting foreground or background has
         fewer than :data:`GMM_COMPONENTS` pixels returns its start unchanged.
     """
     refined = _grabcut(image, mask, iterations, border)
+    if reject_empty and np.count_nonzero(refined) < GMM_COMPONENTS:
+        refined = mask
     if box_union:
         union = refined | _grabcut(image, np.ones_like(mask), iterations, border)
         if box_rule == "union" or grabcut_energy(image, union, border) < grabcut_energy(image, refined, border):
@@ -184,6 +195,7 @@ def grabcut_refine(
     border: int,
     box_union: bool,
     box_rule: str,
+    reject_empty: bool,
     workers: Optional[int] = None,
 ) -> torch.Tensor:
     """GrabCut started from each image's mask (:func:`grabcut_refine_one`), images in parallel.
@@ -195,6 +207,7 @@ def grabcut_refine(
         border: ring width at 128 px (:func:`border_width`).
         box_union: as in :func:`grabcut_refine_one`.
         box_rule: as in :func:`grabcut_refine_one`.
+        reject_empty: as in :func:`grabcut_refine_one`.
         workers: threads (OpenCV releases the GIL); torch's thread count when None.
 
     Returns:
@@ -214,7 +227,7 @@ def grabcut_refine(
     flat = masks.detach().cpu().numpy()[:, 0]
 
     def one(index: int) -> np.ndarray:
-        return grabcut_refine_one(to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule)
+        return grabcut_refine_one(to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule, reject_empty)
 
     count = workers or torch.get_num_threads()
     with ThreadPoolExecutor(max(1, min(count, images.shape[0]))) as pool:
@@ -233,7 +246,8 @@ def refine_on_photo(photo: np.ndarray, mask: np.ndarray, config: IEMConfig) -> n
     Args:
         photo: ``(H, W, 3)`` uint8 RGB photo.
         mask: ``(h, w)`` bool or soft in [0, 1] working-size mask covering the whole photo.
-        config: ``grabcut``, ``grabcut_photo_size``, ``grabcut_iterations``, ``grabcut_border``.
+        config: ``grabcut``, ``grabcut_photo_size``, ``grabcut_iterations``, ``grabcut_border``,
+            ``grabcut_reject_empty`` (a pass that empties the foreground keeps its start).
             The cut from the box (``grabcut_box_union``) is not run again here: its part of the
             working mask is already in the start, and this pass only moves the outline.
 
@@ -253,4 +267,4 @@ def refine_on_photo(photo: np.ndarray, mask: np.ndarray, config: IEMConfig) -> n
     image = photo if (height, width) == photo.shape[:2] else cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
     start = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
     ring = border_width(config.grabcut_border, height, width)
-    return grabcut_refine_one(image, start, config.grabcut_iterations, ring)
+    return grabcut_refine_one(image, start, config.grabcut_iterations, ring, reject_empty=config.grabcut_reject_empty)
