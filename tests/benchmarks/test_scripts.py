@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -324,6 +326,62 @@ def test_full_resolution_runs_segment_and_eval_end_to_end(shared_data, tmp_path)
     scores = report["results"]["p"]["grabcut"]
     assert scores["photos"] == 2 and 0 < scores["strict"] <= scores["inverse_max"] <= 100
     assert len(list((tmp_path / "w" / "out" / "p" / "grabcut").glob("*.mask.png"))) == 2
+
+
+def _grabcut_by_hand(rgb, margin):
+    """OpenCV GrabCut called directly: rectangle floor(margin * side) inside each border, 5 iterations, seed 0."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    dx, dy = math.floor(margin * width), math.floor(margin * height)
+    labels = np.zeros((height, width), np.uint8)
+    cv2.setRNGSeed(0)
+    cv2.grabCut(np.ascontiguousarray(rgb[..., ::-1]), labels, (dx, dy, width - 2 * dx, height - 2 * dy),
+                np.zeros((1, 65)), np.zeros((1, 65)), 5, cv2.GC_INIT_WITH_RECT)
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+
+
+def test_full_resolution_scores_grabcut_on_the_whole_photos(tmp_path, capsys):
+    # Three noisy photos of different sizes, each with a red object touching the top and right sides of the
+    # rectangle (a rectangle a pixel too small, or with its sides swapped, loses the object); the third's
+    # ground truth is the background, so its strict IoU is low and its inverse-max IoU high. The expected
+    # scores come from masks of OpenCV called directly.
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    data, margin = tmp_path / "data", 1 / 16
+    (data / "weizmann_horse" / "images").mkdir(parents=True)
+    (data / "weizmann_horse" / "masks").mkdir()
+    strict, inverse = [], []
+    for index, (height, width) in enumerate(((50, 70), (64, 48), (40, 40))):
+        rows, cols = np.mgrid[:height, :width]
+        truth = (rows >= height // 16) & (rows < height - 10) & (cols >= width // 3) & (cols < width - width // 16)
+        rgb = np.where(truth[..., None], [200, 30, 30], [30, 60, 200]) + rng.integers(-20, 21, (height, width, 3))
+        rgb = rgb.clip(0, 255).astype(np.uint8)
+        Image.fromarray(rgb).save(data / "weizmann_horse" / "images" / f"p{index}.png")
+        gt = ~truth if index == 2 else truth
+        Image.fromarray(gt.astype(np.uint8) * 255).save(data / "weizmann_horse" / "masks" / f"p{index}.png")
+        mask = _grabcut_by_hand(rgb, margin)
+        ious = [(mask & g).sum() / (mask | g).sum() for g in (gt, ~gt)]
+        strict.append(ious[0])
+        inverse.append(max(ious))
+    assert strict[0] > 0.8 and strict[2] < 0.2 < 0.8 < inverse[2]  # the photos mean what the comment says
+    argv = ["--runs", "", "--grabcut-margin", "0.0625", "--sets", "weizmann_horse", "--limit", "3",
+            "--work", str(tmp_path / "w"), "--data", str(data), "--out", str(tmp_path / "fr.json")]
+    report = full_resolution.main(argv)
+    scores = report["results"]["grabcut@0.0625"]["weizmann_horse"]
+    assert scores["photos"] == 3
+    assert scores["strict"] == pytest.approx(100 * np.mean(strict)) and scores["inverse_max"] == pytest.approx(100 * np.mean(inverse))
+    written = sorted((tmp_path / "w" / "out" / "grabcut@0.0625" / "weizmann_horse").glob("*.mask.png"))
+    assert [p.name for p in written] == ["p0.mask.png", "p1.mask.png", "p2.mask.png"]
+    assert report["grabcut_margins"] == {"grabcut@0.0625": 0.0625}
+    assert json.loads((tmp_path / "fr.json").read_text())["table"][2].startswith("| grabcut@0.0625 (OpenCV GrabCut, 5 iterations")
+    before = [p.stat().st_mtime_ns for p in written]
+    assert full_resolution.main(argv)["results"] == {"grabcut@0.0625": {"weizmann_horse": {**scores, "segment_cpu_s_per_photo": pytest.approx(0, abs=1)}}}
+    assert [p.stat().st_mtime_ns for p in written] == before  # a second run keeps the masks written
+    with pytest.raises(SystemExit):
+        full_resolution.main(argv[:2] + ["--grabcut-margin", "0.5"] + argv[4:])
+    assert "must be in [0, 0.5)" in capsys.readouterr().err
 
 
 def test_best_keeps_small_objects_where_the_box_cut_fails(shared_data):
