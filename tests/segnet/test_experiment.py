@@ -86,7 +86,7 @@ def test_collection_experiment_trains_on_one_folder_and_scores_another(tmp_path:
     assert (tmp_path / "out" / "model.iem.npz").is_file()
     # the folder is what the summary of several runs reads
     run = read_run(tmp_path / "out")
-    assert run.labels == "custom" and run.epochs_done == 1 and run.settings == settings.to_dict()
+    assert run.labels == "paper, iterations=3" and run.epochs_done == 1 and run.settings == settings.to_dict()
     for whole in result.bench.results:
         assert run.results[whole.method].mean("iou") == pytest.approx(whole.mean("iou"), abs=1e-6)
 

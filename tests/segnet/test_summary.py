@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import pytest
 from click.testing import CliRunner
@@ -41,9 +41,10 @@ def _write_run(
     seed: int = 0,
     epochs: int = 1,
     dataset: str = "flowers17",
+    overrides: Optional[Dict[str, Any]] = None,
 ) -> Path:
     folder.mkdir(parents=True)
-    config = IEMConfig.preset(preset).to_dict()
+    config = IEMConfig.preset(preset, **(overrides or {})).to_dict()
     state = {
         "settings": TrainSettings(epochs=epochs, seed=seed, schedule="onecycle").to_dict(),
         "epoch": epochs,
@@ -80,7 +81,11 @@ def runs(tmp_path: Path) -> Dict[str, Path]:
 def test_the_preset_of_the_labels_is_read_from_the_checkpoint() -> None:
     assert preset_of(IEMConfig.paper().to_dict()) == "paper"
     assert preset_of(IEMConfig.best().to_dict()) == "best"
-    assert preset_of(IEMConfig.paper(iterations=3).to_dict()) == "custom"
+    # other settings: the nearest preset and what differs, so that label sources stay apart
+    assert preset_of(IEMConfig.paper(iterations=3).to_dict()) == "paper, iterations=3"
+    assert preset_of(IEMConfig.best(grabcut_reject_empty=False).to_dict()) == "best, grabcut_reject_empty=False"
+    earlier = IEMConfig.paper(grabcut=True, grabcut_photo_size=384).to_dict()
+    assert preset_of(earlier) == "paper, grabcut=True, grabcut_photo_size=384"
     older = {k: v for k, v in IEMConfig.paper().to_dict().items() if k != "grabcut_box_rule"}
     assert preset_of(older) == "paper"  # written before a field was added: its default applies
     assert preset_of({**IEMConfig.paper().to_dict(), "no_such_field": 1}) == "custom"
@@ -118,6 +123,19 @@ def test_a_missing_baseline_is_a_dash_not_a_number(runs: Dict[str, Path]) -> Non
     alone = read_run(runs["p1"])
     assert all(math.isnan(g) for g in gains([alone], alone)["paper"])
     assert "| p1 | `paper` | 1 | 1 | - | - | 67.5 / 52.5 | - | - | - | - | 120 / 30 |" in summarize([runs["p1"]])
+
+
+def test_labels_of_an_earlier_preset_use_the_runs_own_iem_row_and_are_no_repeat(runs: Dict[str, Path], tmp_path: Path) -> None:
+    """A run on labels of an earlier ``best`` (its IEM row scored under the name ``best``) is
+    compared with that row, not with today's ``best``, and is not a seed of a run on today's."""
+    older = _write_run(tmp_path / "b-older", {
+        "best": _rows([0.6, 0.6, 0.6, 0.6]),
+        "segnet": _rows([0.9, 0.7, 0.8, 0.7]),
+    }, preset="best", epochs=4, overrides={"grabcut_reject_empty": False})
+    every = [read_run(runs["b0"]), read_run(older)]
+    assert every[1].labels == "best, grabcut_reject_empty=False"
+    assert gains(every, every[1])["labels"] == pytest.approx((17.5, 17.5))  # 0.775 against its own 0.6
+    assert [[run.name for run in group] for group in seed_groups(every)] == [["b0"], ["b-older"]]
 
 
 def test_seeds_are_grouped_with_mean_range_and_deviation(runs: Dict[str, Path]) -> None:
