@@ -1,6 +1,6 @@
 """``python -m iem``: the same as the ``iem`` command."""
 
-from iem.cli import main
+from iem._command import main
 
 if __name__ == "__main__":
-    main(prog_name="iem")
+    main()

@@ -110,3 +110,15 @@ def test_every_command_ends_a_signal_with_one_line_and_its_status(small_collecti
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(TEMP_SUFFIX)]
     with np.load(cache) as kept:  # what was cached is whole, so a rerun resumes from it
         assert 0 < int(kept["done"]) < 256
+
+
+def test_ctrl_c_while_the_command_loads_ends_in_one_line(tmp_path: Path):
+    # Ctrl-C during the second or more that importing torch takes, made certain by a stand-in
+    # torch that raises KeyboardInterrupt when imported: one line and 130, not a traceback.
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), str(REPO / "src")])}
+    args = [sys.executable, "-m", "iem", "segment", str(tmp_path), "-o", str(tmp_path / "out")]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, preexec_fn=_restore_default_sigint)
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
