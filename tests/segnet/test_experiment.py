@@ -21,23 +21,24 @@ METHODS = ["paper", "segnet", "segnet+refine"]
 SAMPLES = Path(__file__).resolve().parents[2] / "src" / "iem" / "data"
 
 
-@pytest.mark.parametrize("transductive", [False, True])
-def test_experiment_on_synthetic_pairs(tmp_path: Path, transductive: bool) -> None:
+@pytest.mark.parametrize("transductive, preset", [(False, "paper"), (True, "released")])
+def test_experiment_on_synthetic_pairs(tmp_path: Path, transductive: bool, preset: str) -> None:
     root = tmp_path / "shapes"
     write_shapes_dataset(root, count=6, size=(48, 64), seed=1)
     settings = TrainSettings(epochs=1, min_steps_per_epoch=2)
     result = run_experiment(
-        root, tmp_path / "out", test_size=2, settings=settings, iem_config=IEMConfig.paper(iterations=3),
-        device="cpu", transductive=transductive,
+        root, tmp_path / "out", test_size=2, settings=settings, iem_config=IEMConfig.preset(preset, iterations=3),
+        device="cpu", transductive=transductive, iem_name=preset,
     )
-    assert [r.method for r in result.bench.results] == METHODS
+    methods = [preset, "segnet", "segnet+refine"]  # IEM's row named after its preset
+    assert [r.method for r in result.bench.results] == methods
     assert all(r.images == 2 for r in result.bench.results)
     split = json.loads((tmp_path / "out" / "split.json").read_text())
     assert len(split["train"]) == 4 and len(split["test"]) == 2 and not set(split["train"]) & set(split["test"])
     assert len(result.train_names) == (6 if transductive else 4)
     assert result.pseudo["all"]["images"] == len(result.train_names)
     data = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert [r["method"] for r in data["results"]] == METHODS
+    assert [r["method"] for r in data["results"]] == methods
     text = experiment_markdown(result, "cmd")
     assert "| segnet+refine |" in text and ("transductive" in text) == transductive
 
@@ -109,3 +110,17 @@ def test_collection_experiment_with_best_labels_uses_best_at_the_working_size(tm
     torch.testing.assert_close(result.pipeline.labels.scores, expected.scores.double())
     # the labels are best's, not the paper's IEM alone (what a dropped GrabCut or preset would give)
     assert not torch.equal(result.pipeline.labels.masks, segment_batch(images, config=IEMConfig.paper(iterations=5), device="cpu").masks)
+
+
+def test_command_names_the_iem_row_after_its_preset(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from iem.segnet.experiment import main
+
+    root = tmp_path / "shapes"
+    write_shapes_dataset(root, count=4, size=(32, 40), seed=4)
+    args = [str(root), "--out", str(tmp_path / "out"), "--test-size", "2", "--preset", "released"]
+    done = CliRunner().invoke(main, args + ["--epochs", "1", "--min-steps", "1", "--device", "cpu", "-q"])
+    assert done.exit_code == 0, done.output
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [r["method"] for r in data["results"]] == ["released", "segnet", "segnet+refine"]

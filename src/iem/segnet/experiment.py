@@ -120,12 +120,14 @@ def run_experiment(
     device: str = "auto",
     progress: bool = False,
     transductive: bool = False,
+    iem_name: str = "paper",
 ) -> ExperimentResult:
     """Split, train on the training part (labels unused), score the three methods on the test part.
 
     With ``transductive`` the network learns from every image, the test images included (their
     labels are never read for training either): the use of phase 2 on one collection, where
-    ``iem train`` and ``iem segment --model`` see the same images.
+    ``iem train`` and ``iem segment --model`` see the same images. ``iem_name`` names IEM's
+    row (the preset of ``iem_config``).
 
     Everything is written to ``out_dir``: ``model.pt`` (and its IEM cache), ``split.json``,
     ``results.json``, ``per_image.csv``. Re-running resumes the training and reuses the cache.
@@ -152,7 +154,7 @@ def run_experiment(
     truths = torch.stack([fit_set[read[p]].mask for p in report.paths])
     pseudo = pseudo_label_quality(report, truths)
 
-    bench = _score(test_set, out_dir / MODEL_FILE, iem_config, device, f"{Path(root).name} (test split)", progress)
+    bench = _score(test_set, out_dir / MODEL_FILE, iem_config, device, f"{Path(root).name} (test split)", progress, iem_name)
     write_results_json(bench, out_dir / "results.json")
     write_per_image_csv(bench.results, out_dir / "per_image.csv")
     return ExperimentResult(bench, report, pseudo, fit_set.names, test_set.names, seconds, transductive)
@@ -362,7 +364,7 @@ def main(
         result = run_collection_experiment(root, collection, out_dir, settings, iem_config, device, not quiet, preset)
     else:
         result = run_experiment(
-            root, out_dir, test_size, split_seed, settings, iem_config, device, not quiet, transductive
+            root, out_dir, test_size, split_seed, settings, iem_config, device, not quiet, transductive, preset
         )
     command = "python -m iem.segnet.experiment " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     text = experiment_markdown(result, command)
