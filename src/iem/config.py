@@ -23,6 +23,7 @@ NumeratorNorm = Literal["l1", "l2"]
 Normalizer = Literal["size", "marginal"]
 SmoothingRule = Literal["code", "paper"]
 BoxRule = Literal["union", "energy"]
+EnergySpace = Literal["rgb", "lab"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,10 @@ class IEMConfig:
             ``"energy"``: keep it only where GrabCut's own energy (colour mixtures fitted to
             each labelling plus the contrast-sensitive boundary term) is lower for the union
             than for the cut from IEM's mask, which is kept otherwise (docs/beyond.md).
+        grabcut_energy_space: The colours that rule measures both energies in: ``"rgb"`` as
+            the cuts see them, or ``"lab"`` (CIELAB, where distances follow perceived colour
+            differences); the cuts themselves always run on RGB. ``best`` keeps ``"rgb"``:
+            ``"lab"`` gains at 128 px but loses at the photo's size (docs/beyond.md).
         grabcut_reject_empty: With ``grabcut``, a cut from IEM's mask (or, in the photo pass,
             from the working mask) that leaves fewer foreground pixels than a colour mixture has
             components is not taken: GrabCut gave the whole frame to the border's colour model,
@@ -100,6 +105,7 @@ class IEMConfig:
     grabcut_border: int = 2
     grabcut_box_union: bool = False
     grabcut_box_rule: BoxRule = "union"
+    grabcut_energy_space: EnergySpace = "rgb"
     grabcut_reject_empty: bool = False
     grabcut_photo_size: int = 0
 
@@ -124,6 +130,7 @@ class IEMConfig:
             (self.numerator_norm in ("l1", "l2"), "numerator_norm must be 'l1' or 'l2'"),
             (self.normalizer in ("size", "marginal"), "normalizer must be 'size' or 'marginal'"),
             (self.grabcut_box_rule in ("union", "energy"), "grabcut_box_rule must be 'union' or 'energy'"),
+            (self.grabcut_energy_space in ("rgb", "lab"), "grabcut_energy_space must be 'rgb' or 'lab'"),
             (
                 isinstance(self.grabcut_iterations, int) and self.grabcut_iterations >= 1,
                 "grabcut_iterations must be an integer >= 1",

@@ -404,10 +404,16 @@ def test_refinement_passes_its_settings(monkeypatch):
     images, masks = torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool)
     assert engine.refine_masks(images, masks, IEMConfig()) is masks and not calls
     cfg = IEMConfig(
-        grabcut=True, grabcut_iterations=3, grabcut_border=7, grabcut_box_union=True, grabcut_box_rule="energy", grabcut_reject_empty=True
+        grabcut=True,
+        grabcut_iterations=3,
+        grabcut_border=7,
+        grabcut_box_union=True,
+        grabcut_box_rule="energy",
+        grabcut_reject_empty=True,
+        grabcut_energy_space="lab",
     )
     assert engine.refine_masks(images, masks, cfg) == "refined"
-    assert len(calls) == 1 and calls[0][0] is images and calls[0][1] is masks and calls[0][2:] == (3, 7, True, "energy", True)
+    assert len(calls) == 1 and calls[0][0] is images and calls[0][1] is masks and calls[0][2:] == (3, 7, True, "energy", True, "lab")
 
 
 class FakeLibc:

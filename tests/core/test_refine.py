@@ -14,6 +14,7 @@ from iem.core import refine
 from iem.core.refine import (
     GAMMA,
     border_width,
+    energy_colours,
     grabcut_energy,
     grabcut_labels,
     grabcut_refine,
@@ -77,16 +78,16 @@ def test_batch_is_deterministic_whatever_the_threads():
     images = torch.stack([as_tensor(image) for image, _ in scenes])
     masks = torch.zeros(3, 1, 48, 48, dtype=torch.bool)
     masks[..., 10:38, 10:38] = True
-    one = grabcut_refine(images, masks, 3, 2, False, "union", False, workers=1)
-    many = grabcut_refine(images, masks, 3, 2, False, "union", False, workers=3)
+    one = grabcut_refine(images, masks, 3, 2, False, "union", False, "rgb", workers=1)
+    many = grabcut_refine(images, masks, 3, 2, False, "union", False, "rgb", workers=3)
     assert one.shape == (3, 1, 48, 48) and one.dtype == torch.bool
     assert torch.equal(one, many)
-    assert torch.equal(one[1:2], grabcut_refine(images[1:2], masks[1:2], 3, 2, False, "union", False))
+    assert torch.equal(one[1:2], grabcut_refine(images[1:2], masks[1:2], 3, 2, False, "union", False, "rgb"))
 
 
 def test_refinement_needs_rgb():
     with pytest.raises(ValueError, match="RGB"):
-        grabcut_refine(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16, dtype=torch.bool), 1, 2, False, "union", False)
+        grabcut_refine(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16, dtype=torch.bool), 1, 2, False, "union", False, "rgb")
     with pytest.raises(ValueError, match="3 channels"):
         iem.segment_batch(torch.zeros(1, 2, 16, 16), IEMConfig.best(iterations=1))
 
@@ -105,6 +106,7 @@ def test_segment_batch_refines_the_kept_iem_masks():
         config.grabcut_box_union,
         config.grabcut_box_rule,
         config.grabcut_reject_empty,
+        config.grabcut_energy_space,
     )
     assert torch.equal(refined.masks, expected)
     assert torch.equal(refined.scores, plain.scores) and torch.equal(refined.init, plain.init)
@@ -218,8 +220,8 @@ def test_batch_refines_each_image_with_its_ring_and_the_box_union():
     images = torch.stack([as_tensor(top), as_tensor(patch)])
     masks = torch.from_numpy(np.stack([top_start, patch_start])).unsqueeze(1)
     ring = 1  # 2 px at 128 px is 0.75 px at 48 px, rounded to 1
-    plain = grabcut_refine(images, masks, 3, 2, False, "union", False)
-    union = grabcut_refine(images, masks, 3, 2, True, "union", False, workers=2)
+    plain = grabcut_refine(images, masks, 3, 2, False, "union", False, "rgb")
+    union = grabcut_refine(images, masks, 3, 2, True, "union", False, "rgb", workers=2)
     for index, (image, start) in enumerate(((top, top_start), (patch, patch_start))):
         np.testing.assert_array_equal(plain[index, 0].numpy(), grabcut_refine_one(image, start, 3, ring))
         np.testing.assert_array_equal(union[index, 0].numpy(), grabcut_refine_one(image, start, 3, ring, box_union=True))
@@ -233,7 +235,7 @@ def test_batch_refines_each_image_with_its_ring_and_the_box_union():
 def test_without_opencv_the_refinement_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 raises ImportError
     with pytest.raises(ValueError) as refused:
-        grabcut_refine(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool), 1, 2, False, "union", False)
+        grabcut_refine(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool), 1, 2, False, "union", False, "rgb")
     assert str(refused.value) == "the GrabCut refinement (IEMConfig.grabcut) needs OpenCV: pip install opencv-python-headless"
 
 
@@ -407,7 +409,7 @@ def test_energy_rule_passes_through_the_batch_and_the_config():
     expected = [grabcut_refine_one(im, m, 3, 2, box_union=True, box_rule="energy") for im, m in ((image, red), (stripes, disc))]
     np.testing.assert_array_equal(refine_masks(images, masks, config)[:, 0].numpy(), np.stack(expected))
     # The union rule takes the box's cut of the stripes, which the energy rule leaves out.
-    union = grabcut_refine(images[1:], masks[1:], 3, 2, True, "union", False)[0, 0].numpy()
+    union = grabcut_refine(images[1:], masks[1:], 3, 2, True, "union", False, "rgb")[0, 0].numpy()
     assert union.sum() > 4 * expected[1].sum()
     np.testing.assert_array_equal(union, grabcut_refine_one(stripes, disc, 3, 2, box_union=True))
     with pytest.raises(ValueError, match="grabcut_box_rule"):
@@ -457,3 +459,60 @@ def test_rejecting_empty_cuts_passes_through_the_batch_and_the_photo_pass():
     config = config.replace(grabcut_photo_size=64)
     np.testing.assert_array_equal(refine_on_photo(photo, start, config), np.kron(start, np.ones((2, 2), bool)))
     assert not refine_on_photo(photo, start, config.replace(grabcut_reject_empty=False)).any()
+
+
+def _cielab_codes(rgb):
+    """CIELAB of sRGB colours (D65 white) from the textbook formulas, in OpenCV's 8-bit encoding."""
+    c = rgb.astype(float) / 255
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+    xyz = linear @ to_xyz.T / np.array([0.950456, 1.0, 1.088754])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    lightness = np.where(xyz[..., 1] > 0.008856, 116 * f[..., 1] - 16, 903.3 * xyz[..., 1])
+    lab = np.stack([lightness * 255 / 100, 500 * (f[..., 0] - f[..., 1]) + 128, 200 * (f[..., 1] - f[..., 2]) + 128], -1)
+    return np.clip(lab.round(), 0, 255)
+
+
+def test_energy_colours_are_the_image_or_its_cielab():
+    levels = np.array([0, 1, 30, 64, 128, 200, 254, 255])
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 1, 3).astype(np.uint8)
+    assert energy_colours(grid, "rgb") is grid
+    lab = energy_colours(grid, "lab")
+    assert lab.dtype == np.uint8 and lab.shape == grid.shape
+    assert np.abs(lab.astype(float) - _cielab_codes(grid)).max() <= 2  # OpenCV interpolates fixed-point tables
+    assert tuple(energy_colours(np.array([[[255, 255, 255]]], np.uint8), "lab")[0, 0]) == (255, 128, 128)
+
+
+def _colour_pair_scene():
+    """A peach disc beside an olive one on dark blue noise: started from the peach disc, the box's
+    cut adds the olive one; GrabCut's energy prefers the peach disc alone in RGB and the union in
+    CIELAB."""
+    _, peach, _ = _two_part_scene()
+    yy, xx = np.mgrid[:48, :48]
+    olive = (yy - 24) ** 2 + (xx - 33) ** 2 <= 64
+    background = np.random.default_rng(0).normal(0, 12, (48, 48, 3)) + [19, 4, 44]
+    image = np.where(peach[..., None], [217, 163, 130], np.where(olive[..., None], [69, 78, 10], background))
+    return np.clip(image, 0, 255).round().astype(np.uint8), peach
+
+
+def test_energy_rule_measures_in_the_chosen_colours():
+    image, peach = _colour_pair_scene()
+    alone = grabcut_refine_one(image, peach, 3, 2)
+    union = grabcut_refine_one(image, peach, 3, 2, box_union=True)
+    assert union.sum() > 1.5 * alone.sum()
+    lab = energy_colours(image, "lab")
+    # The scene is one where the two colour spaces disagree, so that the choice shows which was used.
+    assert grabcut_energy(image, alone, 2) < grabcut_energy(image, union, 2)
+    assert grabcut_energy(lab, union, 2) < grabcut_energy(lab, alone, 2)
+    np.testing.assert_array_equal(grabcut_refine_one(image, peach, 3, 2, True, "energy", energy_space="rgb"), alone)
+    np.testing.assert_array_equal(grabcut_refine_one(image, peach, 3, 2, True, "energy"), alone)  # RGB by default
+    np.testing.assert_array_equal(grabcut_refine_one(image, peach, 3, 2, True, "energy", energy_space="lab"), union)
+    # Through the batch and the config.
+    from iem.core.engine import refine_masks
+
+    images, masks = as_tensor(image)[None], torch.from_numpy(peach)[None, None]
+    config = IEMConfig.best()
+    np.testing.assert_array_equal(refine_masks(images, masks, config)[0, 0].numpy(), alone)
+    np.testing.assert_array_equal(refine_masks(images, masks, config.replace(grabcut_energy_space="lab"))[0, 0].numpy(), union)
+    with pytest.raises(ValueError, match="grabcut_energy_space"):
+        IEMConfig(grabcut_energy_space="hsv")

@@ -149,6 +149,27 @@ def grabcut_energy(image: np.ndarray, mask: np.ndarray, border: int) -> float:
     return (float(data) + boundary) / mask.size
 
 
+def energy_colours(image: np.ndarray, space: str) -> np.ndarray:
+    """The colours the energy rule measures labellings in.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        space: ``"rgb"``: ``image`` itself; ``"lab"``: CIELAB in OpenCV's 8-bit encoding
+            (``L * 255 / 100``, ``a + 128``, ``b + 128``). The mixtures have full covariances,
+            so a linear change of colours would leave the data term's comparison as it is;
+            CIELAB is not linear in RGB, and its distances (the boundary term's) follow
+            perceived colour differences.
+
+    Returns:
+        ``(H, W, 3)`` uint8 array.
+    """
+    if space == "rgb":
+        return image
+    import cv2
+
+    return cv2.cvtColor(image, cv2.COLOR_RGB2Lab)
+
+
 def grabcut_refine_one(
     image: np.ndarray,
     mask: np.ndarray,
@@ -157,6 +178,7 @@ def grabcut_refine_one(
     box_union: bool = False,
     box_rule: str = "union",
     reject_empty: bool = False,
+    energy_space: str = "rgb",
 ) -> np.ndarray:
     """GrabCut from IEM's mask on one image.
 
@@ -173,6 +195,8 @@ def grabcut_refine_one(
         reject_empty: when the cut from ``mask`` leaves fewer than :data:`GMM_COMPONENTS`
             foreground pixels, take ``mask`` in its place (GrabCut gave the whole frame to the
             border's colour mixture). An empty cut from the box only adds nothing to the union.
+        energy_space: with ``box_rule="energy"``, the colours both energies are measured in
+            (:func:`energy_colours`); the cuts run on ``image`` as given.
 
     Returns:
         ``(H, W)`` bool refined foreground. A run whose starting foreground or background has
@@ -183,7 +207,10 @@ def grabcut_refine_one(
         refined = mask
     if box_union:
         union = refined | _grabcut(image, np.ones_like(mask), iterations, border)
-        if box_rule == "union" or grabcut_energy(image, union, border) < grabcut_energy(image, refined, border):
+        if box_rule == "union":
+            return union
+        colours = energy_colours(image, energy_space)
+        if grabcut_energy(colours, union, border) < grabcut_energy(colours, refined, border):
             refined = union
     return refined
 
@@ -196,6 +223,7 @@ def grabcut_refine(
     box_union: bool,
     box_rule: str,
     reject_empty: bool,
+    energy_space: str,
     workers: Optional[int] = None,
 ) -> torch.Tensor:
     """GrabCut started from each image's mask (:func:`grabcut_refine_one`), images in parallel.
@@ -208,6 +236,7 @@ def grabcut_refine(
         box_union: as in :func:`grabcut_refine_one`.
         box_rule: as in :func:`grabcut_refine_one`.
         reject_empty: as in :func:`grabcut_refine_one`.
+        energy_space: as in :func:`grabcut_refine_one`.
         workers: threads (OpenCV releases the GIL); torch's thread count when None.
 
     Returns:
@@ -227,7 +256,9 @@ def grabcut_refine(
     flat = masks.detach().cpu().numpy()[:, 0]
 
     def one(index: int) -> np.ndarray:
-        return grabcut_refine_one(to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule, reject_empty)
+        return grabcut_refine_one(
+            to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule, reject_empty, energy_space
+        )
 
     count = workers or torch.get_num_threads()
     with ThreadPoolExecutor(max(1, min(count, images.shape[0]))) as pool:
