@@ -10,6 +10,7 @@ cv2 = pytest.importorskip("cv2")
 
 import iem
 from iem.config import IEMConfig
+from iem.core.engine import refine_masks
 from iem.core import refine
 from iem.core.refine import (
     GAMMA,
@@ -98,17 +99,7 @@ def test_segment_batch_refines_the_kept_iem_masks():
     config = IEMConfig.best(iterations=5)
     plain = iem.segment_batch(images, config.replace(grabcut=False), device="cpu")
     refined = iem.segment_batch(images, config, device="cpu")
-    expected = grabcut_refine(
-        images,
-        plain.masks,
-        config.grabcut_iterations,
-        config.grabcut_border,
-        config.grabcut_box_union,
-        config.grabcut_box_rule,
-        config.grabcut_reject_empty,
-        config.grabcut_energy_space,
-    )
-    assert torch.equal(refined.masks, expected)
+    assert torch.equal(refined.masks, refine_masks(images, plain.masks, config))
     assert torch.equal(refined.scores, plain.scores) and torch.equal(refined.init, plain.init)
     assert (refined.masks[0, 0].numpy() == disc).mean() > 0.97
 
@@ -404,8 +395,6 @@ def test_energy_rule_passes_through_the_batch_and_the_config():
     images = torch.stack([as_tensor(image), as_tensor(stripes)])
     masks = torch.from_numpy(np.stack([red, disc]))[:, None]
     config = IEMConfig.best(grabcut_iterations=3, grabcut_box_union=True, grabcut_box_rule="energy")
-    from iem.core.engine import refine_masks
-
     expected = [grabcut_refine_one(im, m, 3, 2, box_union=True, box_rule="energy") for im, m in ((image, red), (stripes, disc))]
     np.testing.assert_array_equal(refine_masks(images, masks, config)[:, 0].numpy(), np.stack(expected))
     # The union rule takes the box's cut of the stripes, which the energy rule leaves out.
@@ -446,8 +435,6 @@ def test_a_cut_is_rejected_below_as_many_pixels_as_mixture_components(monkeypatc
 
 
 def test_rejecting_empty_cuts_passes_through_the_batch_and_the_photo_pass():
-    from iem.core.engine import refine_masks
-
     image, start = _noise_scene()
     images, masks = as_tensor(image)[None], torch.from_numpy(start)[None, None]
     config = IEMConfig(grabcut=True, grabcut_iterations=3, grabcut_reject_empty=True)
@@ -508,8 +495,6 @@ def test_energy_rule_measures_in_the_chosen_colours():
     np.testing.assert_array_equal(grabcut_refine_one(image, peach, 3, 2, True, "energy"), alone)  # RGB by default
     np.testing.assert_array_equal(grabcut_refine_one(image, peach, 3, 2, True, "energy", energy_space="lab"), union)
     # Through the batch and the config.
-    from iem.core.engine import refine_masks
-
     images, masks = as_tensor(image)[None], torch.from_numpy(peach)[None, None]
     config = IEMConfig.best()
     np.testing.assert_array_equal(refine_masks(images, masks, config)[0, 0].numpy(), alone)
