@@ -76,6 +76,7 @@ def test_another_collection_needs_fresh(images: Path, tmp_path: Path) -> None:
         ["--iterations", "-3"],
         ["--schedule", "cosine"],
         ["--precision", "fp16"],
+        ["--select", "score"],
     ],
 )
 def test_usage_errors_exit_2(images: Path, tmp_path: Path, args: list) -> None:
@@ -85,10 +86,15 @@ def test_usage_errors_exit_2(images: Path, tmp_path: Path, args: list) -> None:
 
 def test_the_cpu_options_reach_the_checkpoint(images: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.pt"
-    result = _train(str(images), "--out", str(out), "--top-k", "3", "--schedule", "onecycle", "--precision", "bf16", *FAST)
+    result = _train(
+        str(images), "--out", str(out), "--top-k", "3", "--schedule", "onecycle", "--precision", "bf16",
+        "--select", "agreement", *FAST,
+    )
     assert result.exit_code == 0, result.output
-    settings = read_checkpoint(out)["settings"]
+    state = read_checkpoint(out)
+    settings = state["settings"]
     assert settings["schedule"] == "onecycle" and settings["precision"] == "bf16"
+    assert settings["selection"] == "agreement" and len(state["meta"]["agreement"]) == 3
 
 
 def test_no_image_is_a_usage_error(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import torch
 
 from iem import IEMConfig, segment_batch
 from iem.datasets import write_shapes_dataset
+from iem.segnet.checkpoint import read_checkpoint
 from iem.segnet.data import load_collection
 from iem.segnet.experiment import HALVES, experiment_markdown, half_results, run_collection_experiment, run_experiment
 from iem.segnet.summary import read_run
@@ -120,7 +121,8 @@ def test_command_names_the_iem_row_after_its_preset(tmp_path: Path) -> None:
     root = tmp_path / "shapes"
     write_shapes_dataset(root, count=4, size=(32, 40), seed=4)
     args = [str(root), "--out", str(tmp_path / "out"), "--test-size", "2", "--preset", "released"]
-    done = CliRunner().invoke(main, args + ["--epochs", "1", "--min-steps", "1", "--device", "cpu", "-q"])
+    done = CliRunner().invoke(main, args + ["--epochs", "1", "--min-steps", "1", "--select", "agreement", "--device", "cpu", "-q"])
     assert done.exit_code == 0, done.output
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [r["method"] for r in data["results"]] == ["released", "segnet", "segnet+refine"]
+    assert read_checkpoint(tmp_path / "out" / "model.pt")["settings"]["selection"] == "agreement"

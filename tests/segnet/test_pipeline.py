@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from iem import IEMConfig
+from iem import IEMConfig, IEMResult
 from iem.segnet import NothingToTrain, TrainSettings, load_model, predict, train_from_files
 from iem.segnet.checkpoint import read_checkpoint
 
@@ -43,3 +45,39 @@ def test_nothing_readable_is_an_error(tmp_path: Path) -> None:
     bad.write_bytes(b"nope")
     with pytest.raises(NothingToTrain):
         train_from_files([bad], tmp_path / "m.pt", SETTINGS, CONFIG, device="cpu")
+
+
+def test_agreement_keeps_the_masks_grabcut_from_the_box_reproduces(tmp_path: Path) -> None:
+    # Four copies of one scene (a bright square, rows and columns 32..95, on a dark ground). IEM
+    # is replaced by a runner giving the square itself to images 0 and 1 and only its top half,
+    # with higher inpainting errors, to images 2 and 3: the paper's ranking keeps the halves,
+    # the agreement with GrabCut from the box keeps the squares.
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    scene = np.full((128, 128, 3), (40, 110, 30), dtype=np.uint8)
+    scene[32:96, 32:96] = (240, 30, 40)
+    paths = []
+    for i in range(4):
+        paths.append(folder / f"img{i}.png")
+        Image.fromarray(scene).save(paths[-1])
+    masks = torch.zeros(4, 1, 128, 128, dtype=torch.bool)
+    masks[:2, :, 32:96, 32:96] = True
+    masks[2:, :, 32:64, 32:96] = True
+    scores = torch.tensor([1.0, 2.0, 3.0, 4.0])
+
+    def fake_iem(chunks):
+        for chunk in chunks:
+            assert chunk.shape[0] == 4
+            yield IEMResult(masks=masks, scores=scores, init=torch.zeros(4, dtype=torch.long), iterations=torch.ones(4, dtype=torch.long))
+
+    settings = SETTINGS.replace(top_k=2)
+    paper = train_from_files(paths, tmp_path / "error.pt", settings, CONFIG, device="cpu", segment_chunks=fake_iem)
+    assert paper.selected.tolist() == [3, 2]
+    agreed = train_from_files(
+        paths, tmp_path / "agreement.pt", settings.replace(selection="agreement"), CONFIG, device="cpu", segment_chunks=fake_iem
+    )
+    assert agreed.selected.tolist() == [0, 1]
+    meta = read_checkpoint(tmp_path / "agreement.pt")["meta"]
+    assert meta["agreement"] == pytest.approx([1.0, 1.0])
+    assert meta["scores"] == [1.0, 2.0]
+    assert "agreement" not in read_checkpoint(tmp_path / "error.pt")["meta"]

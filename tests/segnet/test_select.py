@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from iem.segnet.select import select_top
+from iem.segnet.select import AGREEMENT_CHUNK, box_agreement, select_top
+
+
+def _square_scene(count: int) -> torch.Tensor:
+    """``count`` 64 px images: a bright red square (rows and columns 16..47) on a dark noisy green."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.tensor([-0.6, 0.1, -0.5]).view(1, 3, 1, 1) + 0.05 * torch.randn(count, 3, 64, 64, generator=g)
+    images[:, :, 16:48, 16:48] = torch.tensor([0.9, -0.7, -0.6]).view(1, 3, 1, 1)
+    return images.clamp(-1, 1)
 
 
 def test_top_k_picks_the_highest_scores_in_order() -> None:
@@ -57,3 +65,29 @@ def test_bad_arguments_are_refused(kwargs: dict) -> None:
 def test_masks_must_match_scores() -> None:
     with pytest.raises(ValueError):
         select_top(torch.tensor([1.0, 2.0]), top_k=1, masks=torch.ones(3, 4, 4, dtype=torch.bool))
+
+
+def test_box_agreement_is_the_iou_with_grabcut_from_the_box() -> None:
+    # GrabCut from the box finds the square (32 x 32 = 1024 pixels) exactly on this scene, so
+    # each mask's agreement is its IoU with the square, counted by hand.
+    images = _square_scene(5)
+    masks = torch.zeros(5, 1, 64, 64, dtype=torch.bool)
+    masks[0, :, 16:48, 16:48] = True  # the square: 1024 / 1024
+    masks[1, :, 16:32, 16:48] = True  # its top half: 512 / 1024
+    masks[2, :, 16:48, 32:64] = True  # half inside, 512 outside: 512 / 1536
+    # masks[3] empty: 0 / 1024
+    masks[4] = ~masks[0]  # foreground and background swapped: 0 / 4096, the worst label
+    agreement = box_agreement(images, masks, iterations=3, border=2)
+    assert agreement.dtype == torch.float64
+    assert agreement.tolist() == pytest.approx([1.0, 0.5, 1 / 3, 0.0, 0.0])
+
+
+def test_box_agreement_reports_progress_by_chunk() -> None:
+    count = AGREEMENT_CHUNK + 3
+    images = _square_scene(1).expand(count, -1, -1, -1)
+    masks = torch.zeros(count, 1, 64, 64, dtype=torch.bool)
+    masks[:, :, 16:48, 16:48] = True
+    done = []
+    agreement = box_agreement(images, masks, iterations=1, border=2, progress=done.append)
+    assert done == [AGREEMENT_CHUNK, 3]
+    assert agreement.tolist() == [1.0] * count

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from iem import IEMConfig
 from iem.bench.report import write_per_image_csv, write_results_json
 from iem.bench.runner import BenchResult, ImageScores, MethodResult
-from iem.segnet.checkpoint import save_checkpoint
+from iem.segnet.checkpoint import read_checkpoint, save_checkpoint
 from iem.segnet.summary import (
     SummaryError,
     gains,
@@ -147,6 +147,18 @@ def test_seeds_are_grouped_with_mean_range_and_deviation(runs: Dict[str, Path]) 
     text = summarize([runs["p0"], runs["p1"], runs["b0"]])
     assert "| 0, 1 | 70.0 (67.5 to 72.5), 3.5 | 57.5 (52.5 to 62.5), 7.1 | +5.0 / -2.5 |" in text
     assert "| `best` | 4 |" in text and "| 0 | 77.5 (77.5 to 77.5), - |" in text
+    assert "| onecycle lr 0.001, batch 128, fp32, top 0.8 by error |" in text
+
+
+def test_a_run_ranked_by_agreement_is_another_recipe(runs: Dict[str, Path], tmp_path: Path) -> None:
+    rows = _rows([0.6, 0.7, 0.8, 0.5])
+    other = _write_run(tmp_path / "a1", {"paper": rows, "segnet": rows}, seed=1)
+    state = read_checkpoint(other / "model.pt")
+    state["settings"]["selection"] = "agreement"
+    save_checkpoint(other / "model.pt", state)
+    groups = seed_groups([read_run(runs["p0"]), read_run(other)])
+    assert [[run.name for run in group] for group in groups] == [["p0"], ["a1"]]
+    assert "top 0.8 by agreement" in summarize([runs["p0"], other])
 
 
 def test_the_page_has_every_part_and_names_the_best_on_the_even_half(runs: Dict[str, Path]) -> None:

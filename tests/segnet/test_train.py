@@ -110,6 +110,7 @@ def test_small_collections_get_a_smaller_batch() -> None:
         {"top_fraction": 2.0},
         {"schedule": "cosine"},
         {"precision": "fp16"},
+        {"selection": "score"},
     ],
 )
 def test_invalid_settings_are_refused(kwargs: dict) -> None:
@@ -182,7 +183,7 @@ def test_one_cycle_in_bf16_learns_and_resumes_exactly(data, tmp_path: Path, monk
 def test_the_paper_recipe_keeps_the_fingerprint_of_older_checkpoints(data) -> None:
     images, labels = data
     settings = FAST
-    old = {k: v for k, v in settings.to_dict().items() if k not in ("epochs", "schedule", "precision")}
+    old = {k: v for k, v in settings.to_dict().items() if k not in ("epochs", "schedule", "precision", "selection")}
     digest = hashlib.sha256()
     for tensor in (images, labels):
         digest.update(str(tuple(tensor.shape)).encode())
@@ -190,3 +191,4 @@ def test_the_paper_recipe_keeps_the_fingerprint_of_older_checkpoints(data) -> No
     digest.update(json.dumps(old, sort_keys=True).encode())
     assert data_fingerprint(images, labels, settings) == digest.hexdigest()
     assert data_fingerprint(images, labels, settings.replace(precision="bf16")) != digest.hexdigest()
+    assert data_fingerprint(images, labels, settings.replace(selection="agreement")) != digest.hexdigest()

@@ -11,6 +11,7 @@ import click
 from iem.cli.segment import config_from_options, config_options
 from iem.config import PRESETS
 from iem.io.names import printable_line, quote_name
+from iem.segnet.select import SELECTIONS
 from iem.segnet.train import PRECISIONS, SCHEDULES
 
 #: Exit statuses: some input failed; a usage error.
@@ -35,13 +36,21 @@ _DEVICES = ("auto", "cpu", "cuda")
 )
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Adam learning rate. [default: 0.001]")
 @click.option(
-    "--top-k", type=click.IntRange(min=1), default=None, help="Keep the K masks with the highest inpainting error."
+    "--top-k", type=click.IntRange(min=1), default=None, help="Keep the K masks ranked first (see --select)."
 )
 @click.option(
     "--top-fraction",
     type=click.FloatRange(min=0, max=1, min_open=True),
     default=None,
     help="Keep this share of the masks instead. [default: 0.8]",
+)
+@click.option(
+    "--select",
+    "selection",
+    type=click.Choice(SELECTIONS),
+    default=None,
+    help="Rank the masks by inpainting error (the paper) or by their IoU with GrabCut from the box "
+    "(agreement). [default: error]",
 )
 @click.option("--flip/--no-flip", default=None, help="Random horizontal flips while training. [default: flip]")
 @click.option(
@@ -79,6 +88,7 @@ def train(
     lr: Optional[float],
     top_k: Optional[int],
     top_fraction: Optional[float],
+    selection: Optional[str],
     flip: Optional[bool],
     schedule: Optional[str],
     precision: Optional[str],
@@ -94,8 +104,8 @@ def train(
     """Train the phase-2 segmentation network on a collection, without labels.
 
     IEM segments every image (128x128, the paper protocol); the masks with the highest
-    inpainting error become pseudo-labels for the network (per-pixel BCE, Adam; paper
-    section 3.3 and 4.2). INPUTS are image files, folders (recursive) and glob patterns.
+    inpainting error (or, with --select agreement, those closest to GrabCut's cut from the box)
+    become pseudo-labels for the network (per-pixel BCE, Adam; paper section 3.3 and 4.2). INPUTS are image files, folders (recursive) and glob patterns.
 
     IEM's masks are cached beside OUT (OUT stem + .iem.npz) and the checkpoint is written
     after every epoch, so running the same command again resumes an interrupted run; a
@@ -108,6 +118,7 @@ def train(
       iem train ../shared/data/weizmann_horse/images --out horse.pt
       iem train photos/ --out model.pt --epochs 20 --top-k 200 --device cuda
       iem train flowers/ --out flowers.pt --schedule onecycle --lr 0.003 --epochs 1 --batch-size 16 --precision bf16
+      iem train flowers/ --out flowers.pt --preset best --select agreement
       iem train 'birds/**/*.jpg' --out birds.pt --preset released --iterations 100
       iem train photos/ --out model.pt --cluster tcp://scheduler:8786
     """
@@ -124,6 +135,7 @@ def train(
         "learning_rate": lr,
         "top_k": top_k,
         "top_fraction": top_fraction,
+        "selection": selection,
         "flip": flip,
         "seed": seed,
         "schedule": schedule,

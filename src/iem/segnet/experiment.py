@@ -47,6 +47,7 @@ from iem.segnet.data import collect_image_paths, split_paths
 from iem.segnet.methods import SegNetMethod, SegNetRefineMethod
 from iem.segnet.pipeline import PipelineReport, train_from_files
 from iem.segnet.predict import load_model
+from iem.segnet.select import SELECTIONS
 from iem.config import PRESETS
 from iem.segnet.train import PRECISIONS, SCHEDULES, TrainSettings, mean_epoch_seconds
 
@@ -303,6 +304,7 @@ def _collection_markdown(result: ExperimentResult, command: str) -> str:
 @click.option("--batch-size", type=int, default=None, help="Largest mini-batch. [default: 128]")
 @click.option("--min-steps", type=int, default=None, help="Floor on optimiser steps per epoch. [default: 16]")
 @click.option("--top-fraction", type=float, default=None, help="Share of IEM masks kept. [default: 0.8]")
+@click.option("--select", "selection", type=click.Choice(SELECTIONS), default=None, help="Ranking of IEM's masks. [default: error]")
 @click.option("--seed", type=int, default=None, help="Training seed. [default: 0]")
 @click.option("--lr", type=float, default=None, help="Adam learning rate (the peak with onecycle). [default: 0.001]")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=None, help="Learning-rate schedule. [default: constant]")
@@ -327,6 +329,7 @@ def main(
     batch_size: Optional[int],
     min_steps: Optional[int],
     top_fraction: Optional[float],
+    selection: Optional[str],
     seed: Optional[int],
     lr: Optional[float],
     schedule: Optional[str],
@@ -348,6 +351,7 @@ def main(
         "batch_size": batch_size,
         "min_steps_per_epoch": min_steps,
         "top_fraction": top_fraction,
+        "selection": selection,
         "seed": seed,
         "learning_rate": lr,
         "schedule": schedule,

@@ -18,7 +18,7 @@ from iem.api import resolve_config
 from iem.io.write import write_plan
 from iem.segnet.data import PROTOCOL_SIZE, load_collection
 from iem.segnet.pseudo import ChunkRunner, PseudoLabels, default_cache_path, iem_pseudo_labels
-from iem.segnet.select import select_top
+from iem.segnet.select import box_agreement, select_top
 from iem.segnet.train import TrainResult, TrainSettings, train_segnet
 
 PathLike = Union[str, os.PathLike]
@@ -69,8 +69,9 @@ def train_from_files(
 
     1. read every image and bring it to 128x128 with the paper protocol;
     2. run IEM on all of them (cached in ``<out stem>.iem.npz``, resumable);
-    3. keep the masks with the highest inpainting error (``settings.top_k`` or
-       ``settings.top_fraction``), dropping empty and full masks;
+    3. keep the masks ranked first (``settings.top_k`` or ``settings.top_fraction``), by
+       inpainting error or, with ``settings.selection == "agreement"``, by their IoU with
+       GrabCut from the box; empty and full masks are dropped;
     4. train :class:`~iem.segnet.model.SegNet` on them (checkpointed in ``out``, resumable).
 
     Args:
@@ -107,7 +108,15 @@ def train_from_files(
             segment_chunks=segment_chunks,
         )
 
-    selected = select_top(labels.scores, settings.top_k, settings.top_fraction, masks=labels.masks)
+    ranking = labels.scores
+    if settings.selection == "agreement":
+        with tqdm(total=len(collection.paths), desc="agreement", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+            agreement = box_agreement(
+                collection.images, labels.masks, iem_config.grabcut_iterations, iem_config.grabcut_border, bar.update
+            )
+        # An image IEM failed on keeps its non-finite score, so it is never selected.
+        ranking = torch.where(torch.isfinite(labels.scores), agreement, labels.scores)
+    selected = select_top(ranking, settings.top_k, settings.top_fraction, masks=labels.masks)
     if selected.numel() == 0:
         raise NothingToTrain("IEM produced no usable mask (all empty, full or failed)")
 
@@ -117,6 +126,8 @@ def train_from_files(
         "collection_size": len(collection.paths),
         "iem_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in iem_config.to_dict().items()},
     }
+    if settings.selection == "agreement":
+        meta["agreement"] = [float(ranking[i]) for i in selected.tolist()]
     result = train_segnet(
         collection.images[selected],
         labels.masks[selected],

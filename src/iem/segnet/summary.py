@@ -206,6 +206,7 @@ def _recipe_text(settings: Mapping[str, Any]) -> str:
     return (
         f"{settings.get('schedule')} lr {settings.get('learning_rate')}, batch {settings.get('batch_size')}, "
         f"{settings.get('precision')}, top {settings.get('top_k') or settings.get('top_fraction')}"
+        f" by {settings.get('selection', 'error')}"
     )
 
 

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from iem.core.engine import resolve_device
 from iem.segnet.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from iem.segnet.model import SegNet
+from iem.segnet.select import SELECTIONS
 
 PathLike = Union[str, os.PathLike]
 
@@ -73,6 +74,10 @@ class TrainSettings:
             about 10,000 images); exclusive with ``top_fraction``.
         top_fraction: Keep this share of the masks instead (0.8, the paper's 8,000 of CUB's
             10,000 training images, when neither is set).
+        selection: How the masks are ranked before ``top_k`` / ``top_fraction`` keeps the
+            first: ``"error"`` (the paper: highest final inpainting error) or ``"agreement"``
+            (beyond the paper: highest IoU with GrabCut from the box,
+            :func:`iem.segnet.select.box_agreement`).
         flip: Random horizontal flip of each training image and its label.
         seed: Seed of the weight initialisation, the shuffling and the flips.
         schedule: ``"constant"`` (the paper) or ``"onecycle"``: ``learning_rate`` is then the
@@ -88,6 +93,7 @@ class TrainSettings:
     learning_rate: float = 1e-3
     top_k: Optional[int] = None
     top_fraction: Optional[float] = 0.8
+    selection: str = "error"
     flip: bool = True
     seed: int = 0
     schedule: str = "constant"
@@ -111,6 +117,7 @@ class TrainSettings:
                 "top_fraction must be in (0, 1]",
             ),
             (self.top_k is not None or self.top_fraction is not None, "one of top_k and top_fraction is needed"),
+            (self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
         ]
@@ -192,7 +199,7 @@ def data_fingerprint(images: torch.Tensor, labels: torch.Tensor, settings: Train
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     recipe = {k: v for k, v in settings.to_dict().items() if k != "epochs" or settings.schedule != "constant"}
     # Options at their paper values are left out, so checkpoints written before they existed still resume.
-    for key, paper in (("schedule", "constant"), ("precision", "fp32")):
+    for key, paper in (("schedule", "constant"), ("precision", "fp32"), ("selection", "error")):
         if recipe[key] == paper:
             del recipe[key]
     digest.update(json.dumps(recipe, sort_keys=True).encode())
