@@ -54,7 +54,10 @@ def box_agreement(
     for start in range(0, images.shape[0], AGREEMENT_CHUNK):
         part = slice(start, start + AGREEMENT_CHUNK)
         boxes = torch.ones_like(masks[part], dtype=torch.bool)
-        cuts = grabcut_refine(images[part], boxes, iterations, border, False, "union", False, "rgb")
+        cuts = grabcut_refine(
+            images[part], boxes, iterations, border,
+            box_union=False, box_rule="union", reject_empty=False, energy_space="rgb",
+        )
         out[part] = metrics.binary_scores(cuts, masks[part], convention="strict")["iou"]
         if progress is not None:
             progress(cuts.shape[0])
