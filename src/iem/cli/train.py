@@ -105,7 +105,8 @@ def train(
 
     IEM segments every image (128x128, the paper protocol); the masks with the highest
     inpainting error (or, with --select agreement, those closest to GrabCut's cut from the box)
-    become pseudo-labels for the network (per-pixel BCE, Adam; paper section 3.3 and 4.2). INPUTS are image files, folders (recursive) and glob patterns.
+    become pseudo-labels for the network (per-pixel BCE, Adam; paper section 3.3 and 4.2).
+    INPUTS are image files, folders (recursive) and glob patterns.
 
     IEM's masks are cached beside OUT (OUT stem + .iem.npz) and the checkpoint is written
     after every epoch, so running the same command again resumes an interrupted run; a
