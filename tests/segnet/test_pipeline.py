@@ -11,6 +11,7 @@ from PIL import Image
 
 from iem import IEMConfig, IEMResult
 from iem.segnet import NothingToTrain, TrainSettings, load_model, predict, train_from_files
+from iem.segnet import pipeline
 from iem.segnet.checkpoint import read_checkpoint
 
 from tests.segnet.synthetic import write_images
@@ -47,7 +48,7 @@ def test_nothing_readable_is_an_error(tmp_path: Path) -> None:
         train_from_files([bad], tmp_path / "m.pt", SETTINGS, CONFIG, device="cpu")
 
 
-def test_agreement_keeps_the_masks_grabcut_from_the_box_reproduces(tmp_path: Path) -> None:
+def test_agreement_keeps_the_masks_grabcut_from_the_box_reproduces(tmp_path: Path, monkeypatch) -> None:
     # Four copies of one scene (a bright square, rows and columns 32..95, on a dark ground). IEM
     # is replaced by a runner giving the square itself to images 0 and 1 and only its top half,
     # with higher inpainting errors, to images 2 and 3: the paper's ranking keeps the halves,
@@ -81,3 +82,10 @@ def test_agreement_keeps_the_masks_grabcut_from_the_box_reproduces(tmp_path: Pat
     assert meta["agreement"] == pytest.approx([1.0, 1.0])
     assert meta["scores"] == [1.0, 2.0]
     assert "agreement" not in read_checkpoint(tmp_path / "error.pt")["meta"]
+    # a second training on the same masks reads the agreement from their cache
+    monkeypatch.setattr(pipeline, "box_agreement", None)
+    again = train_from_files(
+        paths, tmp_path / "agreement.pt", settings.replace(selection="agreement", seed=1), CONFIG, device="cpu",
+        segment_chunks=fake_iem, resume=False,
+    )
+    assert again.selected.tolist() == [0, 1]

@@ -104,3 +104,36 @@ def test_paths_must_match_images(collection) -> None:
 
 def test_default_cache_sits_beside_the_checkpoint(tmp_path: Path) -> None:
     assert default_cache_path(tmp_path / "horse.pt") == tmp_path / "horse.iem.npz"
+
+
+def test_a_per_image_array_is_kept_with_the_masks_it_was_derived_from(collection, calls: list, tmp_path: Path) -> None:
+    images, paths = collection
+    cache = tmp_path / "cache.npz"
+    computed = []
+
+    def compute() -> np.ndarray:
+        computed.append(1)
+        return np.arange(5.0)
+
+    key = pseudo.collection_key(paths, CONFIG, 32)
+    # no masks cached yet: computed, but not stored in a cache of nothing
+    assert pseudo.cached_per_image(cache, key, "extra", compute).tolist() == [0, 1, 2, 3, 4]
+    assert not cache.exists() and len(computed) == 1
+    labels = iem_pseudo_labels(images, paths, CONFIG, cache, device="cpu")
+    pseudo.cached_per_image(cache, key, "extra", compute)
+    assert pseudo.cached_per_image(cache, key, "extra", compute).tolist() == [0, 1, 2, 3, 4]
+    assert len(computed) == 2
+    # the masks are still read from the cache as they were
+    calls.clear()
+    again = iem_pseudo_labels(images, paths, CONFIG, cache, device="cpu")
+    assert calls == [] and torch.equal(again.masks, labels.masks)
+    # another key (other settings or files) does not see it
+    other = pseudo.collection_key(paths, CONFIG.replace(iterations=3), 32)
+    pseudo.cached_per_image(cache, other, "extra", compute)
+    assert len(computed) == 3
+    # the masks recomputed under other settings drop it
+    iem_pseudo_labels(images, paths, CONFIG.replace(iterations=3), cache, device="cpu")
+    with np.load(cache) as data:
+        assert "extra" not in data.files
+    # without a cache it is just computed
+    assert pseudo.cached_per_image(None, key, "extra", compute).shape == (5,) and len(computed) == 4

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -17,7 +18,14 @@ from iem import IEMConfig
 from iem.api import resolve_config
 from iem.io.write import write_plan
 from iem.segnet.data import PROTOCOL_SIZE, load_collection
-from iem.segnet.pseudo import ChunkRunner, PseudoLabels, default_cache_path, iem_pseudo_labels
+from iem.segnet.pseudo import (
+    ChunkRunner,
+    PseudoLabels,
+    cached_per_image,
+    collection_key,
+    default_cache_path,
+    iem_pseudo_labels,
+)
 from iem.segnet.select import box_agreement, select_top
 from iem.segnet.train import TrainResult, TrainSettings, train_segnet
 
@@ -71,7 +79,7 @@ def train_from_files(
     2. run IEM on all of them (cached in ``<out stem>.iem.npz``, resumable);
     3. keep the masks ranked first (``settings.top_k`` or ``settings.top_fraction``), by
        inpainting error or, with ``settings.selection == "agreement"``, by their IoU with
-       GrabCut from the box; empty and full masks are dropped;
+       GrabCut from the box (cached beside the masks); empty and full masks are dropped;
     4. train :class:`~iem.segnet.model.SegNet` on them (checkpointed in ``out``, resumable).
 
     Args:
@@ -110,10 +118,18 @@ def train_from_files(
 
     ranking = labels.scores
     if settings.selection == "agreement":
-        with tqdm(total=len(collection.paths), desc="agreement", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-            agreement = box_agreement(
-                collection.images, labels.masks, iem_config.grabcut_iterations, iem_config.grabcut_border, bar.update
-            )
+
+        def agree() -> np.ndarray:
+            with tqdm(
+                total=len(collection.paths), desc="agreement", unit="img", disable=not progress, dynamic_ncols=True
+            ) as bar:
+                return box_agreement(
+                    collection.images, labels.masks, iem_config.grabcut_iterations, iem_config.grabcut_border, bar.update
+                ).numpy()
+
+        # The cache's key covers the files and the IEM settings, GrabCut's among them.
+        key = collection_key(collection.paths, iem_config, PROTOCOL_SIZE)
+        agreement = torch.from_numpy(cached_per_image(cache_path, key, "agreement", agree))
         # An image IEM failed on keeps its non-finite score, so it is never selected.
         ranking = torch.where(torch.isfinite(labels.scores), agreement, labels.scores)
     selected = select_top(ranking, settings.top_k, settings.top_fraction, masks=labels.masks)

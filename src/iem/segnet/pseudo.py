@@ -93,6 +93,41 @@ def _write_cache(path: Path, key: str, masks: np.ndarray, scores: np.ndarray, do
     atomic_write(path, write)
 
 
+def cached_per_image(path: Optional[PathLike], key: str, name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """A per-image array derived from IEM's masks, kept in their cache beside them.
+
+    The array is read from the cache when the cache holds the collection's masks under ``key``
+    (see :func:`collection_key`) and an array ``name`` with one value per image; otherwise it
+    is computed and added to the cache. Whatever ``compute`` derives from the masks and the
+    images must be fixed by ``key``: the masks' cache drops the array whenever it is rewritten.
+
+    Args:
+        path: The masks' ``.npz`` cache (:func:`iem_pseudo_labels`), or None: just compute.
+        key: The collection's :func:`collection_key`.
+        name: The array's name in the cache.
+        compute: Gives the ``(N,)`` array when it is not cached.
+
+    Returns:
+        ``(N,)`` float64.
+    """
+    if path is None:
+        return np.asarray(compute(), dtype=np.float64)
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stored = {k: data[k] for k in data.files}
+    except (OSError, ValueError):
+        stored = {}
+    n = int(stored["scores"].shape[0]) if "scores" in stored else -1
+    complete = str(stored.get("key", "")) == key and int(stored.get("done", -1)) == n
+    if complete and name in stored and stored[name].shape == (n,):
+        return stored[name].astype(np.float64)
+    values = np.asarray(compute(), dtype=np.float64)
+    if complete and values.shape == (n,):
+        atomic_write(path, lambda handle: np.savez(handle, **{**stored, name: values}))
+    return values
+
+
 def iem_pseudo_labels(
     images: torch.Tensor,
     paths: Sequence[PathLike],
