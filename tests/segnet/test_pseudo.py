@@ -120,6 +120,7 @@ def test_a_per_image_array_is_kept_with_the_masks_it_was_derived_from(collection
     assert pseudo.cached_per_image(cache, key, "extra", compute).tolist() == [0, 1, 2, 3, 4]
     assert not cache.exists() and len(computed) == 1
     labels = iem_pseudo_labels(images, paths, CONFIG, cache, device="cpu")
+    assert labels.key == key
     pseudo.cached_per_image(cache, key, "extra", compute)
     assert pseudo.cached_per_image(cache, key, "extra", compute).tolist() == [0, 1, 2, 3, 4]
     assert len(computed) == 2

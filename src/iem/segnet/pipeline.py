@@ -22,7 +22,6 @@ from iem.segnet.pseudo import (
     ChunkRunner,
     PseudoLabels,
     cached_per_image,
-    collection_key,
     default_cache_path,
     iem_pseudo_labels,
 )
@@ -127,9 +126,8 @@ def train_from_files(
                     collection.images, labels.masks, iem_config.grabcut_iterations, iem_config.grabcut_border, bar.update
                 ).numpy()
 
-        # The cache's key covers the files and the IEM settings, GrabCut's among them.
-        key = collection_key(collection.paths, iem_config, PROTOCOL_SIZE)
-        agreement = torch.from_numpy(cached_per_image(cache_path, key, "agreement", agree))
+        # The masks' key covers the files and the IEM settings, GrabCut's among them.
+        agreement = torch.from_numpy(cached_per_image(cache_path, labels.key, "agreement", agree))
         # An image IEM failed on keeps its non-finite score, so it is never selected.
         ranking = torch.where(torch.isfinite(labels.scores), agreement, labels.scores)
     selected = select_top(ranking, settings.top_k, settings.top_fraction, masks=labels.masks)

@@ -40,10 +40,13 @@ class PseudoLabels:
     Attributes:
         masks: ``(N, 1, H, W)`` bool foreground masks.
         scores: ``(N,)`` float64 final inpainting errors (``IEMResult.scores``).
+        key: The collection's :func:`collection_key` they were computed under (what
+            :func:`cached_per_image` keys arrays derived from them by).
     """
 
     masks: torch.Tensor
     scores: torch.Tensor
+    key: str = ""
 
 
 def collection_key(paths: Sequence[PathLike], config: IEMConfig, size: int) -> str:
@@ -103,7 +106,7 @@ def cached_per_image(path: Optional[PathLike], key: str, name: str, compute: Cal
 
     Args:
         path: The masks' ``.npz`` cache (:func:`iem_pseudo_labels`), or None: just compute.
-        key: The collection's :func:`collection_key`.
+        key: The collection's :func:`collection_key` (:attr:`PseudoLabels.key`).
         name: The array's name in the cache.
         compute: Gives the ``(N,)`` array when it is not cached.
 
@@ -181,4 +184,4 @@ def iem_pseudo_labels(
             _write_cache(cache, key, masks, scores, stop)
         if progress is not None:
             progress(stop - start)
-    return PseudoLabels(masks=torch.from_numpy(masks).unsqueeze(1), scores=torch.from_numpy(scores))
+    return PseudoLabels(masks=torch.from_numpy(masks).unsqueeze(1), scores=torch.from_numpy(scores), key=key)
