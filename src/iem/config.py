@@ -80,6 +80,11 @@ class IEMConfig:
             from the working mask) that leaves fewer foreground pixels than a colour mixture has
             components is not taken: GrabCut gave the whole frame to the border's colour model,
             and the mask it started from is kept instead (docs/beyond.md).
+        grabcut_polish_iterations: With ``grabcut``, GrabCut iterations run once more from the
+            mask kept by the steps above, its colour mixtures fitted afresh to that mask (0:
+            none); the union of two cuts is not a labelling GrabCut would stop at
+            (docs/beyond.md). With ``grabcut_reject_empty``, a pass that empties the foreground
+            keeps its start.
         grabcut_photo_size: Photo path only (``iem.segment``, ``iem.segment_files``, ``iem
             segment``): with ``grabcut``, GrabCut runs a second time on the photo brought to
             this shorter side (never enlarged), from the working-size mask, before the mask is
@@ -107,6 +112,7 @@ class IEMConfig:
     grabcut_box_rule: BoxRule = "union"
     grabcut_energy_space: EnergySpace = "rgb"
     grabcut_reject_empty: bool = False
+    grabcut_polish_iterations: int = 0
     grabcut_photo_size: int = 0
 
     def __post_init__(self) -> None:
@@ -140,6 +146,10 @@ class IEMConfig:
                 f"grabcut_border must be an integer in [0, {REFERENCE_SIZE // 2})",
             ),
             (
+                isinstance(self.grabcut_polish_iterations, int) and self.grabcut_polish_iterations >= 0,
+                "grabcut_polish_iterations must be an integer >= 0",
+            ),
+            (
                 isinstance(self.grabcut_photo_size, int) and self.grabcut_photo_size >= 0,
                 "grabcut_photo_size must be an integer >= 0",
             ),
@@ -165,7 +175,8 @@ class IEMConfig:
         square (44) alone, then GrabCut (3 iterations, the image border as background) from its mask
         (IEM's mask kept where that cut empties the foreground) and from the box inside the
         border, keeping their union where GrabCut's energy is lower for it than for the cut from
-        IEM's mask; in the photo path a second GrabCut pass on the photo at 384 px (shorter side)."""
+        IEM's mask, then one more GrabCut iteration from the kept mask; in the photo path a
+        second GrabCut pass on the photo at 384 px (shorter side)."""
         return cls(**{
             "init_sizes": (44,),
             "grabcut": True,
@@ -173,6 +184,7 @@ class IEMConfig:
             "grabcut_box_union": True,
             "grabcut_box_rule": "energy",
             "grabcut_reject_empty": True,
+            "grabcut_polish_iterations": 1,
             "grabcut_photo_size": 384,
             **overrides,
         })

@@ -501,3 +501,68 @@ def test_energy_rule_measures_in_the_chosen_colours():
     np.testing.assert_array_equal(refine_masks(images, masks, config.replace(grabcut_energy_space="lab"))[0, 0].numpy(), union)
     with pytest.raises(ValueError, match="grabcut_energy_space"):
         IEMConfig(grabcut_energy_space="hsv")
+
+
+def _cut_by_hand(image, start, iterations, border):
+    """OpenCV's GrabCut from ``start`` called directly: labels 3 on the start, 2 elsewhere, 0 on
+    the ring; seed 0; the foreground is labels 1 and 3."""
+    labels = np.where(start, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    labels[:border], labels[-border:], labels[:, :border], labels[:, -border:] = cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD, cv2.GC_BGD
+    cv2.setRNGSeed(0)
+    labels, _, _ = cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), labels, None, None, None, iterations, cv2.GC_INIT_WITH_MASK)
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+
+
+def _retina_scene():
+    """The shipped retina photo shrunk to 64 px, with a centred square start: the union the
+    energy rule keeps there is not where GrabCut stops, one more iteration moves it."""
+    from iem.data import sample_path
+
+    photo = cv2.cvtColor(cv2.imread(str(sample_path("retina"))), cv2.COLOR_BGR2RGB)
+    image = cv2.resize(photo, (64, 64), interpolation=cv2.INTER_AREA)
+    start = np.zeros((64, 64), bool)
+    start[20:44, 20:44] = True
+    return image, start
+
+
+@pytest.mark.parametrize("rule, space", [("energy", "rgb"), ("energy", "lab"), ("union", "rgb")])
+def test_polish_is_more_cuts_from_the_kept_mask(rule, space):
+    # Under the energy rule in RGB the polish starts from the mixtures the rule fitted to the
+    # kept mask; OpenCV's own fit of that mask, called directly, must give the same cut.
+    image, start = _retina_scene()
+    options = dict(box_union=True, box_rule=rule, energy_space=space)
+    kept = grabcut_refine_one(image, start, 3, 1, **options)
+    np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 1, polish_iterations=0, **options), kept)
+    for iterations in (1, 2):
+        polished = grabcut_refine_one(image, start, 3, 1, polish_iterations=iterations, **options)
+        np.testing.assert_array_equal(polished, _cut_by_hand(image, kept, iterations, 1))
+        assert (polished != kept).any()
+
+
+@pytest.mark.parametrize("reject_empty", [True, False])
+def test_a_polish_that_empties_the_foreground_keeps_its_start_when_rejected(monkeypatch, reject_empty):
+    start = np.zeros((8, 8), bool)
+    start[2:6, 2:6] = True
+    # What GrabCut is made to return: the start for the first cut, nothing for the polish.
+    monkeypatch.setattr(refine, "_grabcut", lambda image, mask, iterations, border, models=None: mask if iterations == 3 else np.zeros_like(mask))
+    out = grabcut_refine_one(np.zeros((8, 8, 3), np.uint8), start, 3, 0, reject_empty=reject_empty, polish_iterations=1)
+    np.testing.assert_array_equal(out, start if reject_empty else np.zeros_like(start))
+
+
+def test_polish_passes_through_the_batch_and_the_config_and_not_the_photo_pass():
+    image, start = _retina_scene()
+    images, masks = as_tensor(image)[None], torch.from_numpy(start)[None, None]
+    config = IEMConfig.best(grabcut_polish_iterations=1)
+    kept = grabcut_refine_one(image, start, 3, 1, box_union=True, box_rule="energy", reject_empty=True)
+    refined = refine_masks(images, masks, config)[0, 0].numpy()
+    np.testing.assert_array_equal(refined, _cut_by_hand(image, kept, 1, 1))
+    assert (refined != kept).any()
+    assert IEMConfig.paper().grabcut_polish_iterations == 0
+    with pytest.raises(ValueError, match="grabcut_polish_iterations"):
+        IEMConfig(grabcut_polish_iterations=-1)
+    # The photo pass moves the outline of the working mask and does not polish it again.
+    photo = cv2.resize(image, (128, 128), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(
+        refine_on_photo(photo, refined, config.replace(grabcut_photo_size=128)),
+        refine_on_photo(photo, refined, config.replace(grabcut_photo_size=128, grabcut_polish_iterations=0)),
+    )

@@ -325,7 +325,7 @@ def _iem_factory(name: str, context: MethodContext) -> Method:
 
 register_method("paper", _iem_factory, "IEM, the paper's protocol: squares 44, 78, 92, keep the highest error")
 register_method("released", _iem_factory, "IEM, the authors' released code: one 78 px square")
-register_method("best", _iem_factory, "IEM, the most accurate settings (docs/beyond.md): 44 px square, GrabCut from its mask and the box, energy picks")
+register_method("best", _iem_factory, "IEM, the most accurate settings (docs/beyond.md): 44 px square, GrabCut from its mask and the box, energy picks, one more iteration")
 register_method(
     "grabcut",
     lambda name, context: GrabCutMethod(name, GRABCUT_MARGIN, context.seed, GRABCUT_DESCRIPTION),

@@ -225,6 +225,7 @@ def refine_masks(images: torch.Tensor, masks: torch.Tensor, config: IEMConfig) -
         config.grabcut_box_rule,
         config.grabcut_reject_empty,
         config.grabcut_energy_space,
+        config.grabcut_polish_iterations,
     )
 
 

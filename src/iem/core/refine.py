@@ -56,10 +56,12 @@ def grabcut_labels(mask: np.ndarray, border: int) -> np.ndarray:
     return labels
 
 
-def _run_grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int):
+def _run_grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int, models=None):
     """OpenCV's GrabCut from ``mask``: ``(labels, background model, foreground model)``, or
     None when the start leaves fewer than :data:`GMM_COMPONENTS` pixels to a region. With
-    ``iterations`` 0 it only fits the two colour mixtures to the start."""
+    ``iterations`` 0 it only fits the two colour mixtures to the start. ``models``, the
+    ``(background, foreground)`` mixtures such a fit returned for this ``mask``, ``image`` and
+    ``border``, spare the fit (OpenCV's ``GC_EVAL``): the iterations that follow are the same."""
     import cv2
 
     labels = grabcut_labels(mask, border)
@@ -67,6 +69,10 @@ def _run_grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: i
     if foreground < GMM_COMPONENTS or labels.size - foreground < GMM_COMPONENTS:
         return None
     bgr = np.ascontiguousarray(image[..., ::-1])
+    if models is not None:
+        background, foreground = (model.reshape(1, -1).copy() for model in models)  # OpenCV updates them in place
+        labels, background_model, foreground_model = cv2.grabCut(bgr, labels, None, background, foreground, iterations, cv2.GC_EVAL)
+        return labels, background_model.reshape(-1), foreground_model.reshape(-1)
     cv2.setRNGSeed(SEED)  # OpenCV's generator is per thread: this thread's next draws are fixed
     # No colour models passed in: GC_INIT_WITH_MASK fits both mixtures to the labels and OpenCV
     # allocates them itself; they come back beside the labels.
@@ -74,8 +80,8 @@ def _run_grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: i
     return labels, background_model.reshape(-1), foreground_model.reshape(-1)
 
 
-def _grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int) -> np.ndarray:
-    result = _run_grabcut(image, mask, iterations, border)
+def _grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int, models=None) -> np.ndarray:
+    result = _run_grabcut(image, mask, iterations, border, models)
     return mask if result is None else (result[0] == 1) | (result[0] == 3)
 
 
@@ -132,9 +138,15 @@ def grabcut_energy(image: np.ndarray, mask: np.ndarray, border: int) -> float:
     Returns:
         The energy divided by ``H * W``; ``inf`` when a region is too small to be modelled.
     """
+    return _energy_and_models(image, mask, border)[0]
+
+
+def _energy_and_models(image: np.ndarray, mask: np.ndarray, border: int):
+    """:func:`grabcut_energy` and the ``(background, foreground)`` mixtures it fitted (None
+    when a region is too small to be modelled)."""
     fitted = _run_grabcut(image, mask, 0, border)
     if fitted is None:
-        return float("inf")
+        return float("inf"), None
     _, background_model, foreground_model = fitted
     colours = image[..., ::-1].reshape(-1, 3).astype(np.float64)
     flat = mask.reshape(-1)
@@ -146,7 +158,7 @@ def grabcut_energy(image: np.ndarray, mask: np.ndarray, border: int) -> float:
     boundary = sum(  # only the pairs the labelling cuts
         GAMMA * factor * float(np.exp(-beta * d[a != b]).sum()) for d, (a, b, factor) in zip(squared, _neighbour_pairs(mask))
     )
-    return (float(data) + boundary) / mask.size
+    return (float(data) + boundary) / mask.size, (background_model, foreground_model)
 
 
 def energy_colours(image: np.ndarray, space: str) -> np.ndarray:
@@ -179,6 +191,7 @@ def grabcut_refine_one(
     box_rule: str = "union",
     reject_empty: bool = False,
     energy_space: str = "rgb",
+    polish_iterations: int = 0,
 ) -> np.ndarray:
     """GrabCut from IEM's mask on one image.
 
@@ -197,6 +210,10 @@ def grabcut_refine_one(
             border's colour mixture). An empty cut from the box only adds nothing to the union.
         energy_space: with ``box_rule="energy"``, the colours both energies are measured in
             (:func:`energy_colours`); the cuts run on ``image`` as given.
+        polish_iterations: GrabCut iterations run once more from the mask kept above, its
+            colour mixtures fitted afresh to it (0: none). A union of two cuts is no labelling
+            GrabCut would stop at; this pass lets the kept mask settle. With ``reject_empty``,
+            a pass that empties the foreground keeps its start.
 
     Returns:
         ``(H, W)`` bool refined foreground. A run whose starting foreground or background has
@@ -205,13 +222,23 @@ def grabcut_refine_one(
     refined = _grabcut(image, mask, iterations, border)
     if reject_empty and np.count_nonzero(refined) < GMM_COMPONENTS:
         refined = mask
+    models = None  # the mixtures fitted to ``refined`` in the cuts' colours, when known
     if box_union:
         union = refined | _grabcut(image, np.ones_like(mask), iterations, border)
         if box_rule == "union":
-            return union
-        colours = energy_colours(image, energy_space)
-        if grabcut_energy(colours, union, border) < grabcut_energy(colours, refined, border):
             refined = union
+        else:
+            colours = energy_colours(image, energy_space)
+            (union_energy, union_models), (own_energy, own_models) = (
+                _energy_and_models(colours, labelling, border) for labelling in (union, refined)
+            )
+            refined, models = (union, union_models) if union_energy < own_energy else (refined, own_models)
+            if energy_space != "rgb":
+                models = None
+    if polish_iterations > 0:
+        polished = _grabcut(image, refined, polish_iterations, border, models)
+        if not (reject_empty and np.count_nonzero(polished) < GMM_COMPONENTS):
+            refined = polished
     return refined
 
 
@@ -224,6 +251,7 @@ def grabcut_refine(
     box_rule: str,
     reject_empty: bool,
     energy_space: str,
+    polish_iterations: int = 0,
     workers: Optional[int] = None,
 ) -> torch.Tensor:
     """GrabCut started from each image's mask (:func:`grabcut_refine_one`), images in parallel.
@@ -237,6 +265,7 @@ def grabcut_refine(
         box_rule: as in :func:`grabcut_refine_one`.
         reject_empty: as in :func:`grabcut_refine_one`.
         energy_space: as in :func:`grabcut_refine_one`.
+        polish_iterations: as in :func:`grabcut_refine_one`.
         workers: threads (OpenCV releases the GIL); torch's thread count when None.
 
     Returns:
@@ -257,7 +286,7 @@ def grabcut_refine(
 
     def one(index: int) -> np.ndarray:
         return grabcut_refine_one(
-            to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule, reject_empty, energy_space
+            to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule, reject_empty, energy_space, polish_iterations
         )
 
     count = workers or torch.get_num_threads()
