@@ -14,7 +14,7 @@ with the first kept always or only where GrabCut's own energy (:func:`grabcut_en
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ GMM_COMPONENTS = 5
 SEED = 0
 #: Weight of GrabCut's boundary term (OpenCV's fixed gamma, after Rother et al. 2004).
 GAMMA = 50.0
+#: OpenCV's two colour mixtures of a labelling, ``(background, foreground)``, each ``(65,)``.
+Models = Tuple[np.ndarray, np.ndarray]
 #: Floor of a mixture's density before its logarithm, so that a colour far from every
 #: component costs a large finite amount.
 DENSITY_FLOOR = 1e-300
@@ -56,7 +58,7 @@ def grabcut_labels(mask: np.ndarray, border: int) -> np.ndarray:
     return labels
 
 
-def _run_grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int, models=None):
+def _run_grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int, models: Optional[Models] = None):
     """OpenCV's GrabCut from ``mask``: ``(labels, background model, foreground model)``, or
     None when the start leaves fewer than :data:`GMM_COMPONENTS` pixels to a region. With
     ``iterations`` 0 it only fits the two colour mixtures to the start. ``models``, the
@@ -80,7 +82,7 @@ def _run_grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: i
     return labels, background_model.reshape(-1), foreground_model.reshape(-1)
 
 
-def _grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int, models=None) -> np.ndarray:
+def _grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int, models: Optional[Models] = None) -> np.ndarray:
     result = _run_grabcut(image, mask, iterations, border, models)
     return mask if result is None else (result[0] == 1) | (result[0] == 3)
 
@@ -141,7 +143,7 @@ def grabcut_energy(image: np.ndarray, mask: np.ndarray, border: int) -> float:
     return _energy_and_models(image, mask, border)[0]
 
 
-def _energy_and_models(image: np.ndarray, mask: np.ndarray, border: int):
+def _energy_and_models(image: np.ndarray, mask: np.ndarray, border: int) -> Tuple[float, Optional[Models]]:
     """:func:`grabcut_energy` and the ``(background, foreground)`` mixtures it fitted (None
     when a region is too small to be modelled)."""
     fitted = _run_grabcut(image, mask, 0, border)
