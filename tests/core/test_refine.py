@@ -539,14 +539,15 @@ def test_polish_is_more_cuts_from_the_kept_mask(rule, space):
         assert (polished != kept).any()
 
 
-@pytest.mark.parametrize("reject_empty", [True, False])
-def test_a_polish_that_empties_the_foreground_keeps_its_start_when_rejected(monkeypatch, reject_empty):
+@pytest.mark.parametrize("reject_empty, kept, rejected", [(True, 0, True), (False, 0, False), (True, 4, True), (True, 5, False)])
+def test_a_polish_that_empties_the_foreground_keeps_its_start_when_rejected(monkeypatch, reject_empty, kept, rejected):
     start = np.zeros((8, 8), bool)
     start[2:6, 2:6] = True
-    # What GrabCut is made to return: the start for the first cut, nothing for the polish.
-    monkeypatch.setattr(refine, "_grabcut", lambda image, mask, iterations, border, models=None: mask if iterations == 3 else np.zeros_like(mask))
+    polish = np.zeros_like(start)
+    polish.flat[:kept] = True  # what GrabCut is made to return for the polish: a mixture needs 5 pixels
+    monkeypatch.setattr(refine, "_grabcut", lambda image, mask, iterations, border, models=None: mask if iterations == 3 else polish)
     out = grabcut_refine_one(np.zeros((8, 8, 3), np.uint8), start, 3, 0, reject_empty=reject_empty, polish_iterations=1)
-    np.testing.assert_array_equal(out, start if reject_empty else np.zeros_like(start))
+    np.testing.assert_array_equal(out, start if rejected else polish)
 
 
 def test_polish_passes_through_the_batch_and_the_config_and_not_the_photo_pass():
@@ -558,6 +559,8 @@ def test_polish_passes_through_the_batch_and_the_config_and_not_the_photo_pass()
     np.testing.assert_array_equal(refined, _cut_by_hand(image, kept, 1, 1))
     assert (refined != kept).any()
     assert IEMConfig.paper().grabcut_polish_iterations == 0
+    plain = grabcut_refine(images, masks, 3, 2, True, "energy", True, "rgb")[0, 0].numpy()  # no polish unless asked
+    np.testing.assert_array_equal(plain, kept)
     with pytest.raises(ValueError, match="grabcut_polish_iterations"):
         IEMConfig(grabcut_polish_iterations=-1)
     # The photo pass moves the outline of the working mask and does not polish it again.
