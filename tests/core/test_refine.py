@@ -429,7 +429,7 @@ def test_a_cut_is_rejected_below_as_many_pixels_as_mixture_components(monkeypatc
     start = np.ones((6, 6), bool)
     cut = np.zeros((6, 6), bool)
     cut.flat[:kept] = True  # what GrabCut is made to return: a mixture needs 5 pixels
-    monkeypatch.setattr(refine, "_grabcut", lambda image, mask, iterations, border: cut)
+    monkeypatch.setattr(refine, "_grabcut", lambda image, mask, iterations, border, models=None: cut)
     out = grabcut_refine_one(np.zeros((6, 6, 3), np.uint8), start, 1, 0, reject_empty=True)
     np.testing.assert_array_equal(out, start if rejected else cut)
 

@@ -87,6 +87,16 @@ def _grabcut(image: np.ndarray, mask: np.ndarray, iterations: int, border: int, 
     return mask if result is None else (result[0] == 1) | (result[0] == 3)
 
 
+def _cut_or_start(
+    image: np.ndarray, start: np.ndarray, iterations: int, border: int, reject_empty: bool, models: Optional[Models] = None
+) -> np.ndarray:
+    """:func:`_grabcut` from ``start``; with ``reject_empty``, ``start`` itself where the cut
+    leaves fewer than :data:`GMM_COMPONENTS` foreground pixels (GrabCut gave the whole frame to
+    the background's mixture)."""
+    cut = _grabcut(image, start, iterations, border, models)
+    return start if reject_empty and np.count_nonzero(cut) < GMM_COMPONENTS else cut
+
+
 def mixture_nll(model: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """Negative log density of colours under one of OpenCV's GrabCut colour mixtures.
 
@@ -221,9 +231,7 @@ def grabcut_refine_one(
         ``(H, W)`` bool refined foreground. A run whose starting foreground or background has
         fewer than :data:`GMM_COMPONENTS` pixels returns its start unchanged.
     """
-    refined = _grabcut(image, mask, iterations, border)
-    if reject_empty and np.count_nonzero(refined) < GMM_COMPONENTS:
-        refined = mask
+    refined = _cut_or_start(image, mask, iterations, border, reject_empty)
     models = None  # the mixtures fitted to ``refined`` in the cuts' colours, when known
     if box_union:
         union = refined | _grabcut(image, np.ones_like(mask), iterations, border)
@@ -235,12 +243,10 @@ def grabcut_refine_one(
                 _energy_and_models(colours, labelling, border) for labelling in (union, refined)
             )
             refined, models = (union, union_models) if union_energy < own_energy else (refined, own_models)
-            if energy_space != "rgb":
+            if energy_space != "rgb":  # fitted to other colours than the cuts see
                 models = None
     if polish_iterations > 0:
-        polished = _grabcut(image, refined, polish_iterations, border, models)
-        if not (reject_empty and np.count_nonzero(polished) < GMM_COMPONENTS):
-            refined = polished
+        refined = _cut_or_start(image, refined, polish_iterations, border, reject_empty, models)
     return refined
 
 

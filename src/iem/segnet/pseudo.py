@@ -46,7 +46,7 @@ class PseudoLabels:
 
     masks: torch.Tensor
     scores: torch.Tensor
-    key: str = ""
+    key: str
 
 
 def collection_key(paths: Sequence[PathLike], config: IEMConfig, size: int) -> str:
