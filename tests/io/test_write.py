@@ -128,9 +128,12 @@ def test_a_fifo_is_written_into_not_replaced(tmp_path: Path) -> None:
     reader.start()
     try:
         write_text(fifo, "a,b\n1,2\n")
+    except BaseException:
+        # The write failed, perhaps before opening: unblock the reader. O_RDWR opens a FIFO
+        # at once on Linux whether or not the reader has opened it yet.
+        os.close(os.open(fifo, os.O_RDWR))
+        raise
     finally:
-        if reader.is_alive():  # the write failed before opening: unblock the reader
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         reader.join(5)
     assert received == [b"a,b\n1,2\n"]
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
