@@ -424,6 +424,17 @@ def test_a_cut_that_empties_the_foreground_keeps_its_start_when_rejected():
         np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 2, True, rule, reject_empty=True), start)
 
 
+def test_energies_are_not_computed_when_the_box_adds_nothing(monkeypatch):
+    # Both labellings are the same there: the rule's answer is known without fitting mixtures.
+    image, start = _noise_scene()
+
+    def no_energy(*args):
+        raise AssertionError("the energies were computed for two equal labellings")
+
+    monkeypatch.setattr(refine, "_energy_and_models", no_energy)
+    np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 2, True, "energy", reject_empty=True), start)
+
+
 @pytest.mark.parametrize("kept, rejected", [(4, True), (5, False)])
 def test_a_cut_is_rejected_below_as_many_pixels_as_mixture_components(monkeypatch, kept, rejected):
     start = np.ones((6, 6), bool)

@@ -237,7 +237,7 @@ def grabcut_refine_one(
         union = refined | _grabcut(image, np.ones_like(mask), iterations, border)
         if box_rule == "union":
             refined = union
-        else:
+        elif not np.array_equal(union, refined):  # a union equal to the cut leaves nothing to decide
             colours = energy_colours(image, energy_space)
             (union_energy, union_models), (own_energy, own_models) = (
                 _energy_and_models(colours, labelling, border) for labelling in (union, refined)
