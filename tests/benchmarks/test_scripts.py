@@ -23,6 +23,7 @@ from benchmarks import (
     paired,
     paper_protocol,
     photo_path,
+    preset_cost,
     quality,
     segnet_segment,
     segnet_train,
@@ -38,7 +39,7 @@ from iem.datasets import open_dataset
 from tests.conftest import require_shared
 
 SCRIPTS = (naive, speed, loops, engine_ab, paired, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling,
-           photo_path, full_resolution, segnet_train, segnet_segment)
+           photo_path, full_resolution, segnet_train, segnet_segment, preset_cost)
 
 
 @pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
@@ -98,6 +99,36 @@ def test_engine_ab_extracts_a_commit_once(tmp_path, monkeypatch):
     assert (tree / "iem" / "core" / "compiled_loop.py").is_file() and tree.is_relative_to(tmp_path)
     assert engine_ab.baseline_tree("HEAD", common.REPO) == tree
     assert engine_ab.baseline_tree(str(tree), common.REPO) == tree
+
+
+def test_preset_cost_ratios_are_paired_by_round():
+    # Rounds of 1, 2 and 4 s for paper: best's 3, 5 and 12 s are 3, 2.5 and 3 times paper.
+    summary = preset_cost.summarise({"paper": [1.0, 2.0, 4.0], "best": [3.0, 5.0, 12.0]}, count=10)
+    assert summary["best"]["ratios"] == [3.0, 2.5, 3.0] and summary["best"]["ratio"] == 3.0
+    assert summary["best"]["ms_per_image"] == 500.0 and summary["paper"]["ms_per_image"] == 200.0
+    assert summary["paper"]["ratio"] == 1.0
+
+
+def test_preset_cost_rotates_the_order_of_the_presets(monkeypatch):
+    calls = []
+    monkeypatch.setattr(preset_cost.iem, "segment_batch", lambda images, config, device: calls.append((images.shape[0], config)))
+    configs = {name: IEMConfig.preset(name) for name in ("paper", "released", "best")}
+    preset_cost.time_presets(torch.zeros(3, 3, 8, 8), list(configs), repeats=3)
+    warm_up, timed = calls[:3], calls[3:]
+    assert [n for n, _ in warm_up] == [1, 1, 1] and all(n == 3 for n, _ in timed)
+    order = [next(name for name, config in configs.items() if config == used) for _, used in timed]
+    assert order == ["paper", "released", "best", "released", "best", "paper", "best", "paper", "released"]
+
+
+def test_preset_cost_times_best_against_paper(shared_data, run_script):
+    done, data = run_script("preset_cost", "--images", "2", "--repeats", "2", "--sets", "grabcut", "--data", str(shared_data))
+    assert done.returncode == 0, done.stderr
+    assert "best within 3x paper on every set:" in done.stdout
+    grabcut = data["sets"]["grabcut"]
+    assert grabcut["images"] == 2 and set(grabcut["presets"]) == {"paper", "best"}
+    best, paper = grabcut["presets"]["best"], grabcut["presets"]["paper"]
+    assert best["ratios"] == pytest.approx([b / p for b, p in zip(best["cpu_s"], paper["cpu_s"])])
+    assert best["ratio"] > 1  # GrabCut's passes come on top of IEM
 
 
 def test_paper_protocol_compares_early_exit(shared_data, tmp_path, capsys):
