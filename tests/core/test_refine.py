@@ -422,6 +422,12 @@ def test_a_cut_that_empties_the_foreground_keeps_its_start_when_rejected():
     # rule's choice between two equal labellings.
     for rule in ("union", "energy"):
         np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 2, True, rule, reject_empty=True), start)
+    # A start that reaches the image's edge is kept whole, the ring's pixels too: no pass without
+    # iterations puts the ring back to the background.
+    edge = start.copy()
+    edge[: start.shape[0] // 2, start.shape[1] // 3 : 2 * start.shape[1] // 3] = True
+    assert not grabcut_refine_one(image, edge, 3, 2).any()
+    np.testing.assert_array_equal(grabcut_refine_one(image, edge, 3, 2, reject_empty=True), edge)
 
 
 def test_energies_are_not_computed_when_the_box_adds_nothing(monkeypatch):
