@@ -412,9 +412,10 @@ def test_refinement_passes_its_settings(monkeypatch):
         grabcut_reject_empty=True,
         grabcut_energy_space="lab",
         grabcut_polish_iterations=2,
+        grabcut_box_iterations=4,
     )
     assert engine.refine_masks(images, masks, cfg) == "refined"
-    assert len(calls) == 1 and calls[0][0] is images and calls[0][1] is masks and calls[0][2:] == (3, 7, True, "energy", True, "lab", 2)
+    assert len(calls) == 1 and calls[0][0] is images and calls[0][1] is masks and calls[0][2:] == (3, 7, True, "energy", True, "lab", 2, 4)
 
 
 class FakeLibc:

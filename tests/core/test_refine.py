@@ -430,6 +430,21 @@ def test_a_cut_that_empties_the_foreground_keeps_its_start_when_rejected():
     np.testing.assert_array_equal(grabcut_refine_one(image, edge, 3, 2, reject_empty=True), edge)
 
 
+def test_the_box_is_cut_with_its_own_iterations():
+    # The coffee photo at 48 px: the box's cut still moves at its second and third iterations.
+    image, start = _sample_scene("coffee", 48)
+    box = [_cut_by_hand(image, np.ones_like(start), iterations, 1) for iterations in (1, 2, 3)]
+    cut = grabcut_refine_one(image, start, 3, 1)
+    assert len({(cut | b).tobytes() for b in box}) == 3  # each count gives another union
+    for box_iterations, expected in ((1, 1), (2, 2), (0, 3)):  # 0: as many as the cut from the mask
+        union = grabcut_refine_one(image, start, 3, 1, box_union=True, box_iterations=box_iterations)
+        np.testing.assert_array_equal(union, cut | box[expected - 1])
+    images, masks = as_tensor(image)[None], torch.from_numpy(start)[None, None]
+    # best's ring of 2 px at 128 px is 1 px at 48 px.
+    config = IEMConfig.best(grabcut_box_rule="union", grabcut_polish_iterations=0, grabcut_box_iterations=1)
+    np.testing.assert_array_equal(refine_masks(images, masks, config)[0, 0].numpy(), cut | box[0])
+
+
 def test_energies_are_not_computed_when_the_box_adds_nothing(monkeypatch):
     # Both labellings are the same there: the rule's answer is known without fitting mixtures.
     image, start = _noise_scene()
@@ -530,16 +545,21 @@ def _cut_by_hand(image, start, iterations, border):
     return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
-def _retina_scene():
-    """The shipped retina photo shrunk to 64 px, with a centred square start: the union the
-    energy rule keeps there is not where GrabCut stops, one more iteration moves it."""
+def _sample_scene(name, size):
+    """A shipped sample photo shrunk to ``size`` px, with a centred square start of 3/8 of it."""
     from iem.data import sample_path
 
-    photo = cv2.cvtColor(cv2.imread(str(sample_path("retina"))), cv2.COLOR_BGR2RGB)
-    image = cv2.resize(photo, (64, 64), interpolation=cv2.INTER_AREA)
-    start = np.zeros((64, 64), bool)
-    start[20:44, 20:44] = True
+    photo = cv2.cvtColor(cv2.imread(str(sample_path(name))), cv2.COLOR_BGR2RGB)
+    image = cv2.resize(photo, (size, size), interpolation=cv2.INTER_AREA)
+    start = np.zeros((size, size), bool)
+    start[size * 5 // 16 : size * 11 // 16, size * 5 // 16 : size * 11 // 16] = True
     return image, start
+
+
+def _retina_scene():
+    """The retina photo at 64 px: the union the energy rule keeps there is not where GrabCut
+    stops, one more iteration moves it."""
+    return _sample_scene("retina", 64)
 
 
 @pytest.mark.parametrize("rule, space", [("energy", "rgb"), ("energy", "lab"), ("union", "rgb")])

@@ -226,6 +226,7 @@ def refine_masks(images: torch.Tensor, masks: torch.Tensor, config: IEMConfig) -
         config.grabcut_reject_empty,
         config.grabcut_energy_space,
         config.grabcut_polish_iterations,
+        config.grabcut_box_iterations,
     )
 
 

@@ -204,6 +204,7 @@ def grabcut_refine_one(
     reject_empty: bool = False,
     energy_space: str = "rgb",
     polish_iterations: int = 0,
+    box_iterations: int = 0,
 ) -> np.ndarray:
     """GrabCut from IEM's mask on one image.
 
@@ -226,6 +227,8 @@ def grabcut_refine_one(
             colour mixtures fitted afresh to it (0: none). A union of two cuts is no labelling
             GrabCut would stop at; this pass lets the kept mask settle. With ``reject_empty``,
             a pass that empties the foreground keeps its start.
+        box_iterations: with ``box_union``, GrabCut iterations of the cut from the box (0:
+            ``iterations``).
 
     Returns:
         ``(H, W)`` bool refined foreground. A run whose starting foreground or background has
@@ -234,7 +237,7 @@ def grabcut_refine_one(
     refined = _cut_or_start(image, mask, iterations, border, reject_empty)
     models = None  # the mixtures fitted to ``refined`` in the cuts' colours, when known
     if box_union:
-        union = refined | _grabcut(image, np.ones_like(mask), iterations, border)
+        union = refined | _grabcut(image, np.ones_like(mask), box_iterations or iterations, border)
         if box_rule == "union":
             refined = union
         elif not np.array_equal(union, refined):  # a union equal to the cut leaves nothing to decide
@@ -260,6 +263,7 @@ def grabcut_refine(
     reject_empty: bool,
     energy_space: str,
     polish_iterations: int = 0,
+    box_iterations: int = 0,
     workers: Optional[int] = None,
 ) -> torch.Tensor:
     """GrabCut started from each image's mask (:func:`grabcut_refine_one`), images in parallel.
@@ -274,6 +278,7 @@ def grabcut_refine(
         reject_empty: as in :func:`grabcut_refine_one`.
         energy_space: as in :func:`grabcut_refine_one`.
         polish_iterations: as in :func:`grabcut_refine_one`.
+        box_iterations: as in :func:`grabcut_refine_one`.
         workers: threads (OpenCV releases the GIL); torch's thread count when None.
 
     Returns:
@@ -294,7 +299,8 @@ def grabcut_refine(
 
     def one(index: int) -> np.ndarray:
         return grabcut_refine_one(
-            to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule, reject_empty, energy_space, polish_iterations
+            to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule, reject_empty, energy_space, polish_iterations,
+            box_iterations,
         )
 
     count = workers or torch.get_num_threads()
