@@ -86,6 +86,43 @@ def test_batch_is_deterministic_whatever_the_threads():
     assert torch.equal(one[1:2], grabcut_refine(images[1:2], masks[1:2], 3, 2, False, "union", False, "rgb"))
 
 
+def test_a_batch_runs_opencv_single_threaded_and_restores_its_setting(monkeypatch):
+    seen = []
+
+    def record(image, mask, *args):
+        seen.append(cv2.getNumThreads())
+        return mask
+
+    monkeypatch.setattr(refine, "grabcut_refine_one", record)
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        grabcut_refine(torch.zeros(4, 3, 8, 8), torch.zeros(4, 1, 8, 8, dtype=torch.bool), 1, 2, False, "union", False, "rgb", workers=2)
+        assert seen == [1, 1, 1, 1] and cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
+
+
+def test_serial_opencv_contexts_nest_and_restore_on_errors():
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    serial = refine._SerialOpenCV()
+    try:
+        serial.__enter__()  # two batches in two threads, the first to start ends first
+        serial.__enter__()
+        assert cv2.getNumThreads() == 1
+        serial.__exit__(None, None, None)  # the other batch still runs: OpenCV stays serial
+        assert cv2.getNumThreads() == 1
+        serial.__exit__(None, None, None)
+        assert cv2.getNumThreads() == 3
+        with pytest.raises(RuntimeError):
+            with serial:
+                raise RuntimeError("a cut failed")
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_refinement_needs_rgb():
     with pytest.raises(ValueError, match="RGB"):
         grabcut_refine(torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16, dtype=torch.bool), 1, 2, False, "union", False, "rgb")

@@ -13,8 +13,9 @@ with the first kept always or only where GrabCut's own energy (:func:`grabcut_en
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import torch
@@ -35,6 +36,42 @@ Models = Tuple[np.ndarray, np.ndarray]
 #: Floor of a mixture's density before its logarithm, so that a colour far from every
 #: component costs a large finite amount.
 DENSITY_FLOOR = 1e-300
+
+
+class _SerialOpenCV:
+    """Context in which OpenCV runs each call on the calling thread alone.
+
+    A batch is cut in parallel threads, one image each; OpenCV's own thread pool inside a cut at
+    128 px costs more CPU than it saves time (measured on 48 GrabCut-50 images, one worker:
+    131 ms of CPU per image against 119 ms single-threaded, for the same 118-119 ms of wall
+    clock). OpenCV's thread count is global to the process: the first context to open saves
+    it and the last to close restores it, so concurrent batches nest safely.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = 0
+        self._saved = 0
+
+    def __enter__(self) -> None:
+        import cv2
+
+        with self._lock:
+            if self._open == 0:
+                self._saved = cv2.getNumThreads()
+                cv2.setNumThreads(1)
+            self._open += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        import cv2
+
+        with self._lock:
+            self._open -= 1
+            if self._open == 0:
+                cv2.setNumThreads(self._saved)
+
+
+_SERIAL_OPENCV = _SerialOpenCV()
 
 
 def border_width(border_at_reference: int, height: int, width: int) -> int:
@@ -304,7 +341,7 @@ def grabcut_refine(
         )
 
     count = workers or torch.get_num_threads()
-    with ThreadPoolExecutor(max(1, min(count, images.shape[0]))) as pool:
+    with _SERIAL_OPENCV, ThreadPoolExecutor(max(1, min(count, images.shape[0]))) as pool:
         refined = list(pool.map(one, range(images.shape[0])))
     return torch.from_numpy(np.stack(refined)).unsqueeze(1)
 
