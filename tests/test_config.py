@@ -29,12 +29,15 @@ def test_best_preset_is_the_smallest_square_then_grabcut_from_it_and_the_box():
     assert (best.grabcut_iterations, best.grabcut_box_union, best.grabcut_box_rule) == (3, True, "energy")
     assert best.grabcut_reject_empty and not IEMConfig().grabcut_reject_empty  # older settings keep an empty cut
     assert (best.grabcut_polish_iterations, IEMConfig().grabcut_polish_iterations) == (1, 0)
-    assert (best.grabcut_box_iterations, IEMConfig().grabcut_box_iterations) == (2, 0)  # 0: as the cut from IEM's mask
+    assert best.grabcut_box_iterations == IEMConfig().grabcut_box_iterations == 0  # 0: as the cut from IEM's mask
+    assert (best.grabcut_polish_rule, IEMConfig().grabcut_polish_rule) == ("union", "always")
+    with pytest.raises(ValueError, match="grabcut_polish_rule must be 'always' or 'union'"):
+        IEMConfig(grabcut_polish_rule="energy")
     assert best.grabcut_energy_space == IEMConfig().grabcut_energy_space == "rgb"
     assert IEMConfig.best(grabcut_energy_space="lab").grabcut_energy_space == "lab"
     with pytest.raises(ValueError, match="grabcut_energy_space must be 'rgb' or 'lab'"):
         IEMConfig(grabcut_energy_space="hsv")
-    refinement = ("grabcut", "grabcut_iterations", "grabcut_box_union", "grabcut_box_iterations", "grabcut_box_rule", "grabcut_energy_space", "grabcut_reject_empty", "grabcut_polish_iterations", "grabcut_photo_size")
+    refinement = ("grabcut", "grabcut_iterations", "grabcut_box_union", "grabcut_box_iterations", "grabcut_box_rule", "grabcut_energy_space", "grabcut_reject_empty", "grabcut_polish_iterations", "grabcut_polish_rule", "grabcut_photo_size")
     plain = {name: getattr(IEMConfig(), name) for name in refinement}
     assert best.replace(**plain) == IEMConfig.paper(init_sizes=(44,))
     assert IEMConfig().grabcut_box_rule == "union"  # the field's own default: the union as it was

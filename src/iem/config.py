@@ -24,6 +24,7 @@ Normalizer = Literal["size", "marginal"]
 SmoothingRule = Literal["code", "paper"]
 BoxRule = Literal["union", "energy"]
 EnergySpace = Literal["rgb", "lab"]
+PolishRule = Literal["always", "union"]
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,7 @@ class IEMConfig:
             small objects; ``best`` keeps the union by ``grabcut_box_rule="energy"``. The photo
             path's second pass starts from the kept mask and does not run the box again.
         grabcut_box_iterations: With ``grabcut_box_union``, GrabCut iterations of the cut from
-            the box (0: ``grabcut_iterations``, as the cut from IEM's mask). ``best`` runs 2,
-            one fewer than that cut: within its cost budget, at a small loss (docs/beyond.md).
+            the box (0: ``grabcut_iterations``, as the cut from IEM's mask).
         grabcut_box_rule: With ``grabcut_box_union``, ``"union"``: always keep the union;
             ``"energy"``: keep it only where GrabCut's own energy (colour mixtures fitted to
             each labelling plus the contrast-sensitive boundary term) is lower for the union
@@ -88,6 +88,11 @@ class IEMConfig:
             none); the union of two cuts is not a labelling GrabCut would stop at
             (docs/beyond.md). With ``grabcut_reject_empty``, a pass that empties the foreground
             keeps its start.
+        grabcut_polish_rule: Which kept masks that pass polishes: ``"always"`` every one;
+            ``"union"`` only a union to which the box's cut added pixels, the cut from IEM's
+            mask having run its own iterations already. ``best`` polishes only unions, which pays
+            for the box's cut at all ``grabcut_iterations`` within its cost budget
+            (docs/beyond.md).
         grabcut_photo_size: Photo path only (``iem.segment``, ``iem.segment_files``, ``iem
             segment``): with ``grabcut``, GrabCut runs a second time on the photo brought to
             this shorter side (never enlarged), from the working-size mask, before the mask is
@@ -117,6 +122,7 @@ class IEMConfig:
     grabcut_energy_space: EnergySpace = "rgb"
     grabcut_reject_empty: bool = False
     grabcut_polish_iterations: int = 0
+    grabcut_polish_rule: PolishRule = "always"
     grabcut_photo_size: int = 0
 
     def __post_init__(self) -> None:
@@ -141,6 +147,7 @@ class IEMConfig:
             (self.normalizer in ("size", "marginal"), "normalizer must be 'size' or 'marginal'"),
             (self.grabcut_box_rule in ("union", "energy"), "grabcut_box_rule must be 'union' or 'energy'"),
             (self.grabcut_energy_space in ("rgb", "lab"), "grabcut_energy_space must be 'rgb' or 'lab'"),
+            (self.grabcut_polish_rule in ("always", "union"), "grabcut_polish_rule must be 'always' or 'union'"),
             (
                 isinstance(self.grabcut_iterations, int) and self.grabcut_iterations >= 1,
                 "grabcut_iterations must be an integer >= 1",
@@ -182,18 +189,18 @@ class IEMConfig:
         versions, unlike :meth:`paper` and :meth:`released`: IEM from the paper's smallest
         square (44) alone, then GrabCut (3 iterations, the image border as background) from its mask
         (IEM's mask kept where that cut empties the foreground) and from the box inside the
-        border (2 iterations), keeping their union where GrabCut's energy is lower for it than for the cut from
-        IEM's mask, then one more GrabCut iteration from the kept mask; in the photo path a
-        second GrabCut pass on the photo at 384 px (shorter side)."""
+        border (3 iterations too), keeping their union where GrabCut's energy is lower for it than
+        for the cut from IEM's mask, then one more GrabCut iteration from a kept union; in the
+        photo path a second GrabCut pass on the photo at 384 px (shorter side)."""
         return cls(**{
             "init_sizes": (44,),
             "grabcut": True,
             "grabcut_iterations": 3,
             "grabcut_box_union": True,
-            "grabcut_box_iterations": 2,
             "grabcut_box_rule": "energy",
             "grabcut_reject_empty": True,
             "grabcut_polish_iterations": 1,
+            "grabcut_polish_rule": "union",
             "grabcut_photo_size": 384,
             **overrides,
         })

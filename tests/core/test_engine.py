@@ -413,9 +413,11 @@ def test_refinement_passes_its_settings(monkeypatch):
         grabcut_energy_space="lab",
         grabcut_polish_iterations=2,
         grabcut_box_iterations=4,
+        grabcut_polish_rule="union",
     )
     assert engine.refine_masks(images, masks, cfg) == "refined"
-    assert len(calls) == 1 and calls[0][0] is images and calls[0][1] is masks and calls[0][2:] == (3, 7, True, "energy", True, "lab", 2, 4)
+    assert len(calls) == 1 and calls[0][0] is images and calls[0][1] is masks
+    assert calls[0][2:] == (3, 7, True, "energy", True, "lab", 2, 4, "union")
 
 
 class FakeLibc:

@@ -624,6 +624,38 @@ def test_a_polish_that_empties_the_foreground_keeps_its_start_when_rejected(monk
     np.testing.assert_array_equal(out, start if rejected else polish)
 
 
+@pytest.mark.parametrize("box_adds, rule, polished", [(False, "union", False), (False, "always", True), (True, "union", True), (True, "always", True)])
+def test_the_union_rule_polishes_only_a_union_the_box_added_to(monkeypatch, box_adds, rule, polished):
+    start = np.zeros((8, 8), bool)
+    start[2:6, 2:6] = True
+    box = start.copy()
+    box[1, 1] = box_adds  # the box's cut: inside the start, or one pixel more
+    moved = np.zeros_like(start)
+    moved[3:5, 3:5] = True  # what the polish is made to return
+    cuts = {3: lambda mask: mask, 2: lambda mask: box, 1: lambda mask: moved}  # by iterations: A, the box, the polish
+    monkeypatch.setattr(refine, "_grabcut", lambda image, mask, iterations, border, models=None: cuts[iterations](mask))
+    out = grabcut_refine_one(np.zeros((8, 8, 3), np.uint8), start, 3, 0, box_union=True, polish_iterations=1, box_iterations=2, polish_rule=rule)
+    np.testing.assert_array_equal(out, moved if polished else start | box)
+
+
+def test_the_union_rule_polishes_what_the_energy_rule_kept_only_where_it_kept_the_union():
+    # The coffee photo at 48 px: the rule keeps the cut from the square, which one more iteration
+    # would move. The retina at 64 px: it keeps the union, polished as by the rule "always".
+    options = dict(box_union=True, box_rule="energy", polish_iterations=1)
+    image, start = _sample_scene("coffee", 48)
+    cut = grabcut_refine_one(image, start, 3, 1)
+    np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 1, box_union=True, box_rule="energy"), cut)
+    assert (_cut_by_hand(image, cut, 1, 1) != cut).any()
+    np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 1, polish_rule="union", **options), cut)
+    images, masks = as_tensor(image)[None], torch.from_numpy(start)[None, None]
+    for rule, expected in (("union", cut), ("always", _cut_by_hand(image, cut, 1, 1))):  # best's ring of 2 px is 1 px at 48 px
+        np.testing.assert_array_equal(refine_masks(images, masks, IEMConfig.best(grabcut_polish_rule=rule))[0, 0].numpy(), expected)
+    image, start = _retina_scene()
+    kept = grabcut_refine_one(image, start, 3, 1, box_union=True, box_rule="energy")
+    assert not np.array_equal(kept, grabcut_refine_one(image, start, 3, 1))
+    np.testing.assert_array_equal(grabcut_refine_one(image, start, 3, 1, polish_rule="union", **options), _cut_by_hand(image, kept, 1, 1))
+
+
 def test_polish_passes_through_the_batch_and_the_config_and_not_the_photo_pass():
     image, start = _retina_scene()
     images, masks = as_tensor(image)[None], torch.from_numpy(start)[None, None]

@@ -227,6 +227,7 @@ def refine_masks(images: torch.Tensor, masks: torch.Tensor, config: IEMConfig) -
         config.grabcut_energy_space,
         config.grabcut_polish_iterations,
         config.grabcut_box_iterations,
+        config.grabcut_polish_rule,
     )
 
 

@@ -242,6 +242,7 @@ def grabcut_refine_one(
     energy_space: str = "rgb",
     polish_iterations: int = 0,
     box_iterations: int = 0,
+    polish_rule: str = "always",
 ) -> np.ndarray:
     """GrabCut from IEM's mask on one image.
 
@@ -266,6 +267,9 @@ def grabcut_refine_one(
             a pass that empties the foreground keeps its start.
         box_iterations: with ``box_union``, GrabCut iterations of the cut from the box (0:
             ``iterations``).
+        polish_rule: ``"always"``: the polish runs from whatever mask was kept; ``"union"``:
+            only from a kept union to which the box's cut added pixels (the cut from ``mask``
+            has run its ``iterations`` already).
 
     Returns:
         ``(H, W)`` bool refined foreground. A run whose starting foreground or background has
@@ -273,19 +277,23 @@ def grabcut_refine_one(
     """
     refined = _cut_or_start(image, mask, iterations, border, reject_empty)
     models = None  # the mixtures fitted to ``refined`` in the cuts' colours, when known
+    kept_union = False  # whether ``refined`` is a union the box's cut added to
     if box_union:
         union = refined | _grabcut(image, np.ones_like(mask), box_iterations or iterations, border)
-        if box_rule == "union":
-            refined = union
-        elif not np.array_equal(union, refined):  # a union equal to the cut leaves nothing to decide
-            colours = energy_colours(image, energy_space)
-            (union_energy, union_models), (own_energy, own_models) = (
-                _energy_and_models(colours, labelling, border) for labelling in (union, refined)
-            )
-            refined, models = (union, union_models) if union_energy < own_energy else (refined, own_models)
-            if energy_space != "rgb":  # fitted to other colours than the cuts see
-                models = None
-    if polish_iterations > 0:
+        if not np.array_equal(union, refined):  # a union equal to the cut leaves nothing to decide
+            kept_union = box_rule == "union"
+            if not kept_union:
+                colours = energy_colours(image, energy_space)
+                (union_energy, union_models), (own_energy, own_models) = (
+                    _energy_and_models(colours, labelling, border) for labelling in (union, refined)
+                )
+                kept_union = union_energy < own_energy
+                models = union_models if kept_union else own_models
+                if energy_space != "rgb":  # fitted to other colours than the cuts see
+                    models = None
+            if kept_union:
+                refined = union
+    if polish_iterations > 0 and (kept_union or polish_rule == "always"):
         refined = _cut_or_start(image, refined, polish_iterations, border, reject_empty, models)
     return refined
 
@@ -301,6 +309,7 @@ def grabcut_refine(
     energy_space: str,
     polish_iterations: int = 0,
     box_iterations: int = 0,
+    polish_rule: str = "always",
     workers: Optional[int] = None,
 ) -> torch.Tensor:
     """GrabCut started from each image's mask (:func:`grabcut_refine_one`), images in parallel.
@@ -316,6 +325,7 @@ def grabcut_refine(
         energy_space: as in :func:`grabcut_refine_one`.
         polish_iterations: as in :func:`grabcut_refine_one`.
         box_iterations: as in :func:`grabcut_refine_one`.
+        polish_rule: as in :func:`grabcut_refine_one`.
         workers: threads (OpenCV releases the GIL); torch's thread count when None.
 
     Returns:
@@ -337,7 +347,7 @@ def grabcut_refine(
     def one(index: int) -> np.ndarray:
         return grabcut_refine_one(
             to_uint8(images[index]), flat[index], iterations, ring, box_union, box_rule, reject_empty, energy_space, polish_iterations,
-            box_iterations,
+            box_iterations, polish_rule,
         )
 
     count = workers or torch.get_num_threads()
