@@ -86,7 +86,15 @@ def test_batch_is_deterministic_whatever_the_threads():
     assert torch.equal(one[1:2], grabcut_refine(images[1:2], masks[1:2], 3, 2, False, "union", False, "rgb"))
 
 
+def _skip_in_a_forked_process():
+    # A process forked after OpenCV ran in parallel (mutation testing forks its runs from the
+    # suite's process) cannot change OpenCV's thread count: the call waits forever.
+    if not refine._SERIAL_OPENCV._active:
+        pytest.skip("OpenCV's thread count cannot be changed in a forked process")
+
+
 def test_a_batch_runs_opencv_single_threaded_and_restores_its_setting(monkeypatch):
+    _skip_in_a_forked_process()
     seen = []
 
     def record(image, mask, *args):
@@ -103,7 +111,56 @@ def test_a_batch_runs_opencv_single_threaded_and_restores_its_setting(monkeypatc
         cv2.setNumThreads(before)
 
 
+def _cut_in_a_child(queue):
+    image, start = disc_scene(size=48, radius=12, seed=0)
+    refined = grabcut_refine(as_tensor(image)[None], torch.from_numpy(start)[None, None], 3, 2, True, "energy", True, "rgb", 1)
+    queue.put(refined.numpy().tobytes())
+
+
+def test_a_batch_in_a_process_forked_after_opencv_ran_in_parallel():
+    # cv2.setNumThreads in such a child waits forever for the parent's pool threads: the batch
+    # must leave OpenCV's setting alone there and cut as the parent does.
+    import multiprocessing
+
+    _skip_in_a_forked_process()
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    photo = np.random.default_rng(0).integers(0, 256, (2000, 2000, 3), dtype=np.uint8)
+    cv2.resize(photo, (500, 500), interpolation=cv2.INTER_AREA)  # large enough for OpenCV to start its pool
+    try:
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_cut_in_a_child, args=(queue,))
+        child.start()
+        child.join(60)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        assert child.exitcode == 0, "the forked batch hung or failed"
+        image, start = disc_scene(size=48, radius=12, seed=0)
+        expected = grabcut_refine(as_tensor(image)[None], torch.from_numpy(start)[None, None], 3, 2, True, "energy", True, "rgb", 1)
+        assert queue.get(timeout=10) == expected.numpy().tobytes()
+    finally:
+        cv2.setNumThreads(before)
+
+
+def test_a_forked_context_leaves_opencv_alone(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cv2, "setNumThreads", calls.append)
+    serial = refine._SerialOpenCV()
+    serial.forked()
+    with serial:
+        with serial:
+            pass
+    assert calls == []
+    with refine._SerialOpenCV():  # a context made in this process changes the setting, and restores it
+        pass
+    assert calls == [1, cv2.getNumThreads()]
+
+
 def test_serial_opencv_contexts_nest_and_restore_on_errors():
+    _skip_in_a_forked_process()
     before = cv2.getNumThreads()
     cv2.setNumThreads(3)
     serial = refine._SerialOpenCV()

@@ -13,6 +13,7 @@ with the first kept always or only where GrabCut's own energy (:func:`grabcut_en
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional, Tuple
@@ -46,14 +47,29 @@ class _SerialOpenCV:
     131 ms of CPU per image against 119 ms single-threaded, for the same 118-119 ms of wall
     clock). OpenCV's thread count is global to the process: the first context to open saves
     it and the last to close restores it, so concurrent batches nest safely.
+
+    In a process forked from another (:meth:`forked`), the context leaves OpenCV's setting
+    alone: ``cv2.setNumThreads`` there waits forever for the parent's pool threads, which the
+    fork did not copy, once the parent has run OpenCV in parallel. The cuts are the same
+    either way; only their CPU time differs.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open = 0
         self._saved = 0
+        self._active = True
+
+    def forked(self) -> None:
+        """Turn the context off in a forked child (registered with ``os.register_at_fork``);
+        the lock is new, since another thread of the parent may have held it at the fork."""
+        self._lock = threading.Lock()
+        self._open = 0
+        self._active = False
 
     def __enter__(self) -> None:
+        if not self._active:
+            return
         import cv2
 
         with self._lock:
@@ -63,6 +79,8 @@ class _SerialOpenCV:
             self._open += 1
 
     def __exit__(self, *exc: Any) -> None:
+        if not self._active:
+            return
         import cv2
 
         with self._lock:
@@ -72,6 +90,7 @@ class _SerialOpenCV:
 
 
 _SERIAL_OPENCV = _SerialOpenCV()
+os.register_at_fork(after_in_child=_SERIAL_OPENCV.forked)
 
 
 def border_width(border_at_reference: int, height: int, width: int) -> int:
