@@ -93,8 +93,19 @@ def _skip_in_a_forked_process():
         pytest.skip("OpenCV's thread count cannot be changed in a forked process")
 
 
-def test_a_batch_runs_opencv_single_threaded_and_restores_its_setting(monkeypatch):
-    _skip_in_a_forked_process()
+@pytest.fixture
+def opencv_threads(monkeypatch):
+    """OpenCV's thread count as a plain value (3 to start with), with a fresh serial context in
+    the module, so that the context's logic is checked without changing OpenCV's pool (which a
+    forked process cannot)."""
+    count = {"threads": 3}
+    monkeypatch.setattr(cv2, "getNumThreads", lambda: count["threads"])
+    monkeypatch.setattr(cv2, "setNumThreads", lambda threads: count.update(threads=threads))
+    monkeypatch.setattr(refine, "_SERIAL_OPENCV", refine._SerialOpenCV())
+    return count
+
+
+def test_a_batch_runs_opencv_single_threaded_and_restores_its_setting(monkeypatch, opencv_threads):
     seen = []
 
     def record(image, mask, *args):
@@ -102,11 +113,43 @@ def test_a_batch_runs_opencv_single_threaded_and_restores_its_setting(monkeypatc
         return mask
 
     monkeypatch.setattr(refine, "grabcut_refine_one", record)
+    grabcut_refine(torch.zeros(4, 3, 8, 8), torch.zeros(4, 1, 8, 8, dtype=torch.bool), 1, 2, False, "union", False, "rgb", workers=2)
+    assert seen == [1, 1, 1, 1] and opencv_threads["threads"] == 3
+
+
+def test_serial_opencv_contexts_nest_and_restore_on_errors(opencv_threads):
+    serial = refine._SerialOpenCV()
+    serial.__enter__()  # two batches in two threads, the first to start ends first
+    serial.__enter__()
+    assert opencv_threads["threads"] == 1
+    serial.__exit__(None, None, None)  # the other batch still runs: OpenCV stays serial
+    assert opencv_threads["threads"] == 1
+    serial.__exit__(None, None, None)
+    assert opencv_threads["threads"] == 3
+    with pytest.raises(RuntimeError):
+        with serial:
+            raise RuntimeError("a cut failed")
+    assert opencv_threads["threads"] == 3
+
+
+def test_a_forked_context_leaves_opencv_alone(opencv_threads):
+    serial = refine._SerialOpenCV()
+    serial.forked()
+    with serial:
+        assert opencv_threads["threads"] == 3
+        with serial:
+            pass
+    assert opencv_threads["threads"] == 3
+
+
+def test_serial_opencv_with_opencv_itself():
+    _skip_in_a_forked_process()
     before = cv2.getNumThreads()
     cv2.setNumThreads(3)
     try:
-        grabcut_refine(torch.zeros(4, 3, 8, 8), torch.zeros(4, 1, 8, 8, dtype=torch.bool), 1, 2, False, "union", False, "rgb", workers=2)
-        assert seen == [1, 1, 1, 1] and cv2.getNumThreads() == 3
+        with refine._SerialOpenCV():
+            assert cv2.getNumThreads() == 1
+        assert cv2.getNumThreads() == 3
     finally:
         cv2.setNumThreads(before)
 
@@ -141,41 +184,6 @@ def test_a_batch_in_a_process_forked_after_opencv_ran_in_parallel():
         image, start = disc_scene(size=48, radius=12, seed=0)
         expected = grabcut_refine(as_tensor(image)[None], torch.from_numpy(start)[None, None], 3, 2, True, "energy", True, "rgb", 1)
         assert queue.get(timeout=10) == expected.numpy().tobytes()
-    finally:
-        cv2.setNumThreads(before)
-
-
-def test_a_forked_context_leaves_opencv_alone(monkeypatch):
-    calls = []
-    monkeypatch.setattr(cv2, "setNumThreads", calls.append)
-    serial = refine._SerialOpenCV()
-    serial.forked()
-    with serial:
-        with serial:
-            pass
-    assert calls == []
-    with refine._SerialOpenCV():  # a context made in this process changes the setting, and restores it
-        pass
-    assert calls == [1, cv2.getNumThreads()]
-
-
-def test_serial_opencv_contexts_nest_and_restore_on_errors():
-    _skip_in_a_forked_process()
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(3)
-    serial = refine._SerialOpenCV()
-    try:
-        serial.__enter__()  # two batches in two threads, the first to start ends first
-        serial.__enter__()
-        assert cv2.getNumThreads() == 1
-        serial.__exit__(None, None, None)  # the other batch still runs: OpenCV stays serial
-        assert cv2.getNumThreads() == 1
-        serial.__exit__(None, None, None)
-        assert cv2.getNumThreads() == 3
-        with pytest.raises(RuntimeError):
-            with serial:
-                raise RuntimeError("a cut failed")
-        assert cv2.getNumThreads() == 3
     finally:
         cv2.setNumThreads(before)
 
@@ -707,6 +715,8 @@ def test_the_union_rule_polishes_what_the_energy_rule_kept_only_where_it_kept_th
     images, masks = as_tensor(image)[None], torch.from_numpy(start)[None, None]
     for rule, expected in (("union", cut), ("always", _cut_by_hand(image, cut, 1, 1))):  # best's ring of 2 px is 1 px at 48 px
         np.testing.assert_array_equal(refine_masks(images, masks, IEMConfig.best(grabcut_polish_rule=rule))[0, 0].numpy(), expected)
+    default = grabcut_refine(images, masks, 3, 2, True, "energy", False, "rgb", 1)  # the batch's own default polishes all
+    np.testing.assert_array_equal(default[0, 0].numpy(), _cut_by_hand(image, cut, 1, 1))
     image, start = _retina_scene()
     kept = grabcut_refine_one(image, start, 3, 1, box_union=True, box_rule="energy")
     assert not np.array_equal(kept, grabcut_refine_one(image, start, 3, 1))

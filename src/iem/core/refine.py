@@ -61,10 +61,8 @@ class _SerialOpenCV:
         self._active = True
 
     def forked(self) -> None:
-        """Turn the context off in a forked child (registered with ``os.register_at_fork``);
-        the lock is new, since another thread of the parent may have held it at the fork."""
-        self._lock = threading.Lock()
-        self._open = 0
+        """Turn the context off in a forked child (registered with ``os.register_at_fork``).
+        Off, it takes no lock either: another thread of the parent may have held it at the fork."""
         self._active = False
 
     def __enter__(self) -> None:
