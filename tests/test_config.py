@@ -77,6 +77,15 @@ def test_invalid_values_raise_value_error(changes):
         IEMConfig(**changes)
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("grabcut_iterations", 0), ("grabcut_box_iterations", -1), ("grabcut_polish_iterations", -1), ("grabcut_photo_size", -1)],
+)
+def test_invalid_grabcut_counts_name_their_field(field, value):
+    with pytest.raises(ValueError, match=f"^IEMConfig: {field} must be an integer >= [01]$"):
+        IEMConfig(**{field: value})
+
+
 def test_unknown_preset_raises():
     with pytest.raises(ValueError, match="unknown preset"):
         IEMConfig.preset("fast")
