@@ -88,7 +88,8 @@ class _SerialOpenCV:
 
 
 _SERIAL_OPENCV = _SerialOpenCV()
-os.register_at_fork(after_in_child=_SERIAL_OPENCV.forked)
+if hasattr(os, "register_at_fork"):  # no fork on Windows
+    os.register_at_fork(after_in_child=_SERIAL_OPENCV.forked)
 
 
 def border_width(border_at_reference: int, height: int, width: int) -> int:
