@@ -3,7 +3,9 @@
 Milliseconds per photo (wall clock and process CPU) of each method on the first GrabCut and
 Weizmann Horse photos (sorted by name; ground truth shrunk to 128 px as in
 ``benchmarks.upsample_accuracy``, whose table gives the accuracy), and of the guided method on
-synthetic 3 and 12 megapixel photos made from them at run time (bicubic resize).
+synthetic 3 and 12 megapixel photos made from them at run time (bicubic resize), from masks of
+128 px and of the size of the ``best`` preset's GrabCut pass on the photo (384 px), the mask
+that the command upsamples by default.
 
 Example::
 
@@ -22,12 +24,15 @@ from PIL import Image
 
 from benchmarks import common
 from benchmarks.upsample_accuracy import shrunk_truth
+from iem.config import IEMConfig
 from iem.io.upsample import UPSAMPLE_METHODS, upsample_mask
 
 #: Working size (shorter side) the ground truth is shrunk to.
 WORKING_SIZE = 128
 #: Synthetic photo sizes (width, height) for the cost of large photos: 3 and 12 megapixels.
 LARGE_SIZES = ((2000, 1500), (4000, 3000))
+#: Mask sizes upsampled to the large photos: the working size, and the size of ``best``'s pass.
+LARGE_MASK_SIZES = (WORKING_SIZE, IEMConfig.best().grabcut_photo_size)
 
 
 def photo_pairs(root: Path, count: int) -> List[Tuple[Path, Path]]:
@@ -49,12 +54,14 @@ def _load(pair: Tuple[Path, Path], size: Optional[Tuple[int, int]] = None) -> Tu
     return photo, np.asarray(mask) > 127
 
 
-def cost(pairs: List[Tuple[Path, Path]], methods, size: Optional[Tuple[int, int]] = None) -> Dict[str, Dict[str, float]]:
-    """Mean ms per photo (wall and CPU) of each method."""
+def cost(
+    pairs: List[Tuple[Path, Path]], methods, size: Optional[Tuple[int, int]] = None, mask_size: int = WORKING_SIZE
+) -> Dict[str, Dict[str, float]]:
+    """Mean ms per photo (wall and CPU) of each method, from the truth shrunk to ``mask_size``."""
     totals = {m: [0.0, 0.0] for m in methods}
     for pair in pairs:
         photo, truth = _load(pair, size)
-        low = shrunk_truth(truth, WORKING_SIZE)
+        low = shrunk_truth(truth, mask_size)
         for method in methods:
             with common.timed() as timing:
                 upsample_mask(low, photo, method)
@@ -80,7 +87,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     with common.timed() as whole:
         report: Dict[str, Any] = {"photos_ms": cost(pairs, UPSAMPLE_METHODS)}
         large = pairs[: args.large]
-        report["large_photos_ms"] = {f"{w}x{h}": cost(large, ("guided",), (w, h))["guided"] for w, h in LARGE_SIZES if large}
+        report["large_photos_ms"] = {
+            f"{w}x{h}" + ("" if m == WORKING_SIZE else f", {m} px mask"): cost(large, ("guided",), (w, h), m)["guided"]
+            for w, h in LARGE_SIZES
+            for m in LARGE_MASK_SIZES
+            if large
+        }
     report.update(photos=len(pairs), timing=whole.to_dict(), environment=env)
     for method, ms in report["photos_ms"].items():
         print(f"{method:>8s} on {len(pairs)} photos: {ms['wall']} ms wall, {ms['cpu']} ms CPU per photo")

@@ -151,16 +151,40 @@ def test_box_filter_precision_and_bad_radius() -> None:
         box_filter(x, -1)
 
 
-@pytest.mark.parametrize("n_out, n_in", [(7, 3), (5, 5), (3, 7), (4, 1), (10, 4)])
-def test_linear_taps_by_formula(n_out: int, n_in: int) -> None:
-    from iem.io.upsample import _linear_taps
+@pytest.mark.parametrize("factor", [1, 2, 3, 5])
+def test_interpolate_by_formula(factor: int) -> None:
+    # Grid pixel i covers photo pixels factor * i to factor * i + factor - 1: photo pixel y
+    # reads the grid at (y + 0.5) / factor - 0.5, clamped at both ends.
+    from iem.io.upsample import _interpolate
 
-    lo, hi, weight = _linear_taps(n_out, n_in)
-    for i in range(n_out):
-        x = min(max((i + 0.5) * n_in / n_out - 0.5, 0.0), n_in - 1.0)  # pixel centres, clamped
-        assert lo[i] == int(x) and hi[i] == min(int(x) + 1, n_in - 1)
-        assert weight[i] == pytest.approx(x - int(x), abs=1e-6)
-    assert weight.dtype == np.float32
+    plane = np.random.default_rng(factor).uniform(size=(4, 6)).astype(np.float32)
+    got = _interpolate(plane, factor)
+    assert got.shape == (4 * factor, 6 * factor) and got.dtype == np.float32
+
+    def taps(n: int):
+        pos = np.clip((np.arange(n * factor) + 0.5) / factor - 0.5, 0, n - 1)
+        lo = np.floor(pos).astype(int)
+        return lo, np.minimum(lo + 1, n - 1), pos - lo
+
+    (r0, r1, rw), (c0, c1, cw) = taps(4), taps(6)
+    rows = plane[r0] * (1 - rw)[:, None] + plane[r1] * rw[:, None]
+    np.testing.assert_allclose(got, rows[:, c0] * (1 - cw) + rows[:, c1] * cw, atol=2e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(factor=st.integers(1, 5), size=st.integers(1, 12), start=st.integers(0, 59), length=st.integers(1, 30))
+def test_a_grid_span_interpolates_as_the_whole_grid(factor: int, size: int, start: int, length: int) -> None:
+    # A block of photo pixels interpolated from its grid span alone gets the values the
+    # whole grid gives it: the span holds every grid pixel those photo pixels read.
+    from iem.io.upsample import _grid_span, _interpolate
+
+    begin = start % (factor * size)
+    block = slice(begin, min(factor * size, begin + length))
+    plane = np.random.default_rng(size).uniform(size=(size, 3)).astype(np.float32)
+    whole = _interpolate(plane, factor)
+    span = _grid_span(block, factor, size)
+    alone = _interpolate(plane[span], factor)[block.start - factor * span.start : block.stop - factor * span.start]
+    np.testing.assert_allclose(alone, whole[block], atol=2e-6)
 
 
 @pytest.mark.parametrize("before", [0.0, 1.0])

@@ -19,11 +19,12 @@ from iem.io.upsample import GUIDED_EPS, THRESHOLD, upsample_mask
 from tests.io.samples import synthetic_photo
 
 
-def bilinear_by_formula(plane: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Upsampling with pixel centres aligned: output pixel i reads input (i + 0.5) * n_in / n_out - 0.5."""
+def bilinear_by_formula(plane: np.ndarray, height: int, width: int, scale: float | None = None) -> np.ndarray:
+    """Upsampling with pixel centres aligned: output pixel i reads input (i + 0.5) * s - 0.5,
+    clamped, where s (input pixels per output pixel) is ``scale`` or else n_in / n_out."""
 
     def taps(n_out: int, n_in: int):
-        pos = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        pos = np.clip((np.arange(n_out) + 0.5) * (scale or n_in / n_out) - 0.5, 0, n_in - 1)
         lo = np.floor(pos).astype(int)
         return lo, np.minimum(lo + 1, n_in - 1), pos - lo
 
@@ -69,23 +70,24 @@ def guided_by_windows(guide: np.ndarray, src: np.ndarray, radius: int, eps: floa
 def fast_guided_by_windows(photo: Image.Image, mask: np.ndarray, radius: float, eps: float) -> np.ndarray:
     """The fast guided filter (He and Sun 2015) as ``upsample_mask`` documents it, written from scratch.
 
-    The coefficients are fitted on a grid four times finer than the mask (the photo shrunk with
-    PIL, the mask bilinearly upsampled), with the window radius in mask pixels scaled to the
-    grid, then interpolated bilinearly to full resolution and applied to the full photo.
-    NaN where the windows or the interpolation reach the border.
+    The coefficients are fitted on a grid about four times finer than the mask: the photo
+    reduced by the whole factor k nearest to (photo / mask) / 4 (PIL's block means), the mask
+    bilinearly upsampled to it, the window radius in mask pixels scaled to the grid; then
+    interpolated bilinearly back to full resolution, grid pixel i centred on photo pixel
+    k i + (k - 1) / 2, and applied to the full photo. NaN where the windows or the
+    interpolation reach the border.
     """
     width, height = photo.size
     scale = max(height / mask.shape[0], width / mask.shape[1])  # photo pixels per mask pixel
-    short = min(height, width)
-    step = short / min(short, 4 * short / scale)  # photo pixels per grid pixel
-    grid = (max(1, round(width / step)), max(1, round(height / step)))
-    small = photo if grid == (width, height) else photo.resize(grid, Image.BILINEAR, reducing_gap=1.0)
+    k = max(1, round(scale / 4))
+    small = photo.reduce(k)
+    grid = small.size
     guide = np.asarray(small, dtype=np.float64) / 255.0
     src = bilinear_by_formula(mask.astype(np.float64), grid[1], grid[0])
-    a, b, first = window_coefficients(guide, src, max(1, round(radius * scale / step)), eps)
+    a, b, first = window_coefficients(guide, src, max(1, round(radius * scale / k)), eps)
     planes = np.full((grid[1], grid[0], 4), np.nan)
     planes[first : grid[1] - first, first : grid[0] - first] = np.concatenate([a, b[..., None]], axis=-1)
-    full = np.stack([bilinear_by_formula(planes[..., k], height, width) for k in range(4)], axis=-1)
+    full = np.stack([bilinear_by_formula(planes[..., c], height, width, 1 / k) for c in range(4)], axis=-1)
     return np.einsum("hwc,hwc->hw", full[..., :3], np.asarray(photo, dtype=np.float64) / 255.0) + full[..., 3]
 
 

@@ -12,7 +12,7 @@ memory stays a few full-size float planes whatever the photo's size.
 
 from __future__ import annotations
 
-from typing import List, Literal, Optional, Sequence, Tuple
+from typing import Literal, Tuple
 
 import cv2
 import numpy as np
@@ -31,8 +31,9 @@ GUIDED_RADIUS = 1.0
 #: colour variance is well below it get a flat fit (no edge to follow), windows across a
 #: visible edge follow it.
 GUIDED_EPS = 1e-3
-#: The coefficients are fitted on a grid this many times finer than the working mask (or at
-#: full resolution when the photo is smaller than that).
+#: The coefficients are fitted on a grid about this many times finer than the working mask:
+#: the photo reduced by the whole factor nearest to (photo / mask) / this, and at full
+#: resolution where that factor is 1.
 COEFFICIENT_OVERSAMPLING = 4
 #: A soft mask value at or above this is foreground.
 THRESHOLD = 0.5
@@ -198,65 +199,66 @@ def _guided_upsample(soft: np.ndarray, photo: Image.Image, radius: float, eps: f
     """Fit the guided filter on a coefficient grid, apply ``a^T I + b`` at full resolution."""
     width, height = photo.size
     scale = max(height / soft.shape[0], width / soft.shape[1])  # photo pixels per mask pixel
-    grid_short = min(min(height, width), COEFFICIENT_OVERSAMPLING * min(height, width) / scale)
-    step = min(height, width) / grid_short  # photo pixels per grid pixel
-    grid = (max(1, round(width / step)), max(1, round(height / step)))
-    # reducing_gap: PIL first averages whole blocks of pixels, then resizes what is left: on a
-    # 12-megapixel photo a third of the time of a full antialiased resize, and on three such
-    # photos 1,317 of 36 million mask pixels changed.
-    small = photo if grid == (width, height) else photo.resize(grid, Image.BILINEAR, reducing_gap=_REDUCING_GAP)
+    # The grid is the photo reduced by a whole factor (PIL's block means: an exact area
+    # average, several times cheaper than a resampling filter on a large photo), about
+    # COEFFICIENT_OVERSAMPLING times finer than the mask. Each grid pixel then covers k x k
+    # photo pixels, so the coefficients come back by a plain k-fold interpolation.
+    factor = max(1, round(scale / COEFFICIENT_OVERSAMPLING))
+    small = photo.reduce(factor) if factor > 1 else photo
+    grid_width, grid_height = small.size
     # The filter's input is the bilinearly upsampled soft mask, sampled on the grid.
-    src_small = _resize_plane(soft, grid, Image.BILINEAR)
-    a_r, a_g, a_b, mean_b = _fit_where_needed(np.asarray(small), src_small, max(1, round(radius * scale / step)), eps)
+    src_small = _resize_plane(soft, small.size, Image.BILINEAR)
+    a_r, a_g, a_b, mean_b = _fit_where_needed(np.asarray(small), src_small, max(1, round(radius * scale / factor)), eps)
     # a is applied to the photo's 8-bit codes directly: the 1/255 goes into the coefficients.
     to_codes = np.float32(1 / _MAX_CODE)
     planes = (a_r * to_codes, a_g * to_codes, a_b * to_codes, mean_b)
     # Where a window holds no mask transition, a = 0 and b is the constant mask value: such
-    # blocks are filled without touching the photo. The rest gets a^T I + b, with the four
-    # coefficient planes interpolated bilinearly to full resolution one strip of rows at a
-    # time (rows in numpy, columns by OpenCV), so only a strip of full-resolution planes exists.
+    # blocks are filled without touching the photo. The rest gets a^T I + b, the four
+    # coefficient planes interpolated to full resolution block by block.
     flat = np.maximum(np.maximum(np.abs(a_r), np.abs(a_g)), np.abs(a_b)) < _FLAT
     margin = 3 * _FLAT  # the most a^T I can add where a is "flat"
-    r0, r1, rw = _linear_taps(height, grid[1])
-    c0, c1, _ = _linear_taps(width, grid[0])
-    full_grid = grid == (width, height)
     out = np.empty((height, width), dtype=bool)
     for top in range(0, height, _BLOCK):
         rows = slice(top, min(height, top + _BLOCK))
-        gy = slice(int(r0[rows].min()), int(r1[rows].max()) + 1)
-        strip: Optional[List[np.ndarray]] = None
+        gy = _grid_span(rows, factor, grid_height)
         for left in range(0, width, _BLOCK):
             cols = slice(left, min(width, left + _BLOCK))
-            gx = slice(int(c0[cols].min()), int(c1[cols].max()) + 1)
+            gx = _grid_span(cols, factor, grid_width)
             if flat[gy, gx].all():
                 offsets = mean_b[gy, gx]
                 if offsets.min() >= threshold + margin or offsets.max() < threshold - margin:
                     out[rows, cols] = offsets.min() >= threshold
                     continue
-            if strip is None:
-                strip = [plane[rows] for plane in planes] if full_grid else _strip_planes(planes, rows, r0, r1, rw, width)
+            inside = (
+                slice(rows.start - factor * gy.start, rows.stop - factor * gy.start),
+                slice(cols.start - factor * gx.start, cols.stop - factor * gx.start),
+            )
+            a_red, a_green, a_blue, offset = (_interpolate(plane[gy, gx], factor)[inside] for plane in planes)
             # Only the blocks that need it are taken from the photo (converting it whole to an
             # array would cost a full-size copy).
             red, green, blue = cv2.split(np.asarray(photo.crop((cols.start, rows.start, cols.stop, rows.stop))))
-            value = strip[3][:, cols] + strip[0][:, cols] * red
-            value += strip[1][:, cols] * green
-            value += strip[2][:, cols] * blue
+            value = offset + a_red * red
+            value += a_green * green
+            value += a_blue * blue
             out[rows, cols] = value >= threshold
     return out
 
 
-def _strip_planes(
-    planes: Sequence[np.ndarray], rows: slice, r0: np.ndarray, r1: np.ndarray, rw: np.ndarray, width: int
-) -> List[np.ndarray]:
-    """The coefficient planes bilinearly interpolated to the full-resolution rows ``rows``."""
-    weight = rw[rows][:, None]
-    out = []
-    for plane in planes:
-        by_row = plane[r0[rows]] * (1 - weight) + plane[r1[rows]] * weight
-        # Rows already at full resolution: OpenCV interpolates the columns only, with the same
-        # pixel-centre alignment and end clamping as _linear_taps.
-        out.append(cv2.resize(by_row, (width, by_row.shape[0]), interpolation=cv2.INTER_LINEAR))
-    return out
+def _grid_span(span: slice, factor: int, size: int) -> slice:
+    """The grid pixels that bilinear interpolation by ``factor`` reads for the photo pixels
+    ``span``, with one more on each side: interpolating that slice of the grid alone gives
+    those pixels the values of the whole grid's (:func:`_interpolate` anchors grid pixel ``i``
+    at photo pixel ``factor * i`` wherever the slice starts)."""
+    return slice(max(0, span.start // factor - 1), min(size, -(-span.stop // factor) + 1))
+
+
+def _interpolate(plane: np.ndarray, factor: int) -> np.ndarray:
+    """``plane`` enlarged ``factor`` times by bilinear interpolation, pixel centres aligned
+    (grid pixel ``i`` covers photo pixels ``factor * i`` to ``factor * i + factor - 1``) and
+    clamped at the ends."""
+    if factor == 1:
+        return plane
+    return cv2.resize(plane, (factor * plane.shape[1], factor * plane.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def _fit_where_needed(
@@ -295,21 +297,10 @@ def _fit_where_needed(
 
 #: Side of the coefficient-grid tiles fitted at once (or skipped where the mask is constant).
 _FIT_TILE = 96
-#: PIL's ``reducing_gap`` for shrinking the photo to the coefficient grid.
-_REDUCING_GAP = 1.0
 #: Side of the full-resolution blocks the coefficients are applied to at once.
 _BLOCK = 256
 #: Coefficients ``a`` below this (in magnitude) count as zero: the window saw a constant mask.
 _FLAT = 1e-6
-
-
-def _linear_taps(n_out: int, n_in: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of 1-D linear interpolation from ``n_in`` to ``n_out`` samples,
-    pixel centres aligned, clamped at the ends."""
-    x = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
-    lo = np.floor(x).astype(np.intp)
-    hi = np.minimum(lo + 1, n_in - 1)
-    return lo, hi, (x - lo).astype(np.float32)
 
 
 def _resize_plane(plane: np.ndarray, size: Tuple[int, int], resample: int) -> np.ndarray:
