@@ -42,6 +42,7 @@ from PIL import Image
 
 import iem
 from benchmarks import common
+from iem.api import photo_pass
 from iem.config import PRESETS
 from iem.core.refine import refine_on_photo
 from iem.imaging import working_size
@@ -152,9 +153,8 @@ def stage_costs(paths: List[Path], config: iem.IEMConfig, out: Path) -> Dict[str
             soft = iem.segment_batch(_batch_tensor([working]), config, "cpu").masks[0, 0].float().numpy()
         with stage("full decode"):
             photo = read_image(data)
-            pixels = np.asarray(photo)
         with stage("photo GrabCut pass"):
-            refined = refine_on_photo(pixels, soft, config)
+            refined = photo_pass(photo, soft, config)
         with stage("guided upsampling"):
             mask = upsample_mask(refined, photo)
         with stage("mask PNG"):

@@ -67,3 +67,37 @@ def test_segment_gives_the_mask_iem_segment_writes(tmp_path):
     assert mask.shape == written.shape and np.array_equal(mask, written)
     # Not a plain bilinear blow-up: the guided filter moved some boundary pixels.
     assert not np.array_equal(mask, iem.segment(photo, upsample="bilinear"))
+
+
+def test_photo_mask_runs_the_pass_on_the_photo_reduced_by_whole_blocks(monkeypatch):
+    # A 600 x 520 photo and a pass at 64 px: the pass sees the photo reduced 8 times (block
+    # means), not the whole photo, and the mask agrees with the pass on the whole photo.
+    import iem.api
+    from iem.core.refine import refine_on_photo
+    from iem.io import upsample_mask
+    from tests.io.samples import synthetic_photo
+
+    photo, truth = synthetic_photo(600, 520, seed=4)
+    small = np.asarray(Image.fromarray(truth).resize((74, 64), Image.BILINEAR)).astype(np.float32)
+    start = small * (np.random.default_rng(0).uniform(size=small.shape) > 0.3)  # holes for the pass to fill
+    config = IEMConfig.best(grabcut_photo_size=64)
+    seen = []
+
+    def spy(array, mask, settings):
+        seen.append(array)
+        return refine_on_photo(array, mask, settings)
+
+    monkeypatch.setattr(iem.api, "refine_on_photo", spy)
+    got = iem.api.photo_mask(photo, start, config)
+    pixels = np.asarray(photo).astype(np.float64)
+    blocks = pixels[:520, :600].reshape(65, 8, 75, 8, 3).mean(axis=(1, 3))
+    assert len(seen) == 1 and seen[0].shape == (65, 75, 3)
+    assert np.abs(seen[0] - blocks).max() <= 0.5 + 1e-9  # block means, rounded
+    whole = upsample_mask(refine_on_photo(np.asarray(photo), start, config), photo)
+    assert (got & whole).sum() / (got | whole).sum() > 0.98
+    assert (got & truth).sum() / (got | truth).sum() > 0.9
+    # Without GrabCut there is no pass: the working mask is upsampled as it is.
+    seen.clear()
+    plain = IEMConfig.paper()
+    assert np.array_equal(iem.api.photo_mask(photo, start, plain), upsample_mask(start, photo))
+    assert not seen

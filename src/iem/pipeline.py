@@ -39,18 +39,17 @@ import torch
 from tqdm.auto import tqdm
 
 import iem
-from iem.api import inpaint, resolve_config, segment_batch
+from iem.api import inpaint, photo_mask, resolve_config, segment_batch
 from iem.config import IEMConfig
 from iem.core import kernels
 from iem.core.engine import resolve_device
 from iem.core.guidance import guidance_at, pin_full
-from iem.core.refine import refine_on_photo
 from iem.imaging import to_uint8
 from iem.io.outputs import OUTPUT_SUFFIXES, OUTPUTS, output_paths, write_outputs
 from iem.io.record import SETTINGS_RECORD, SettingsMismatch, record_settings
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, read_file_bytes, read_image
 from iem.io.names import printable_line, quote_name
-from iem.io.upsample import UPSAMPLE_METHODS, THRESHOLD, UpsampleMethod, upsample_mask
+from iem.io.upsample import UPSAMPLE_METHODS, THRESHOLD, UpsampleMethod
 from iem.io.walk import InputFile, InputProblem, iter_inputs
 from iem.io.working import MAX_ASPECT_RATIO, MIN_INPUT_SIDE, is_blank, working_copy, working_image
 from iem.io.write import (
@@ -330,8 +329,7 @@ def segment_bytes(
     init, fixed = guidance_at((photo.height, photo.width), working.shape[:2], box, foreground, background)
     soft = segmenter.soft_masks(_batch_tensor([working]), init, fixed)
     soft = _empty_where_blank(soft, [is_blank(working)])[0, 0].numpy()
-    refined = refine_on_photo(np.asarray(photo), soft, config)
-    return pin_full(upsample_mask(refined, photo, upsample), foreground, background)
+    return pin_full(photo_mask(photo, soft, config, upsample), foreground, background)
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,7 +529,7 @@ def _write_outputs(
 ) -> None:
     photo = read_image(result.job.data, max_pixels=max_pixels, name=name)
     check_cancelled()
-    mask = upsample_mask(refine_on_photo(np.asarray(photo), result.soft, config), photo, upsample)
+    mask = photo_mask(photo, result.soft, config, upsample)
     write_outputs(result.job.targets, photo, mask, result.inpainted, cleaner)
 
 

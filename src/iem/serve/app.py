@@ -35,13 +35,12 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 import iem
+from iem.api import photo_mask
 from iem.config import DEFAULT_PRESET, PRESETS, IEMConfig
 from iem.core.guidance import guidance_at, pin_full
-from iem.core.refine import refine_on_photo
 from iem.imaging import to_tensor
 from iem.io.read import ImageReadError, read_image, read_marks
 from iem.io.render import cutout_image, mask_image
-from iem.io.upsample import upsample_mask
 from iem.io.working import working_image
 from iem.pipeline import DEFAULT_SIZE, Segmenter
 from iem.serve.batching import Batcher, Job
@@ -170,8 +169,7 @@ def prepare(upload: Upload, options: Options, settings: ServeSettings) -> Prepar
 def finish(prepared: Prepared, soft: torch.Tensor, output: str) -> bytes:
     """The PNG answer at the photo's resolution (runs in a worker thread)."""
     config = IEMConfig.preset(prepared.job.key[0])  # the photo path's GrabCut pass, as iem segment has it
-    refined = refine_on_photo(np.asarray(prepared.photo), soft.numpy(), config)
-    mask = upsample_mask(refined, prepared.photo, "guided")
+    mask = photo_mask(prepared.photo, soft.numpy(), config)
     mask = pin_full(mask, prepared.marks["foreground"], prepared.marks["background"])
     picture = mask_image(mask) if output == "mask" else cutout_image(prepared.photo, mask)
     buffer = io.BytesIO()
