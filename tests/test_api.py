@@ -54,15 +54,23 @@ def test_protocol_helpers():
     assert np.array_equal(to_uint8(t), np.array([[[0, 255, 51]]], dtype=np.uint8))
 
 
-def test_segment_gives_the_mask_iem_segment_writes(tmp_path):
+@pytest.mark.parametrize("scale", [1, 3])
+def test_segment_gives_the_mask_iem_segment_writes(tmp_path, scale):
     # One photo path: a JPEG (working copy decoded at a reduced scale) with default settings,
-    # through the library function and through the streaming run behind the command.
+    # through the library function and through the streaming run behind the command; at 3x
+    # (1800 x 1200) the GrabCut pass and the upsampling's grid read the photo reduced by
+    # whole blocks.
     from iem.data import sample_path
     from iem.pipeline import segment_files
 
     photo = sample_path("coffee")
-    segment_files([photo], tmp_path, progress=False)
-    written = np.asarray(Image.open(tmp_path / "coffee.mask.png")) == 255
+    if scale > 1:
+        with Image.open(photo) as image:
+            large = image.resize((image.width * scale, image.height * scale), Image.BICUBIC)
+        photo = tmp_path / "coffee.jpg"
+        large.save(photo, quality=90)
+    segment_files([photo], tmp_path / "out", progress=False)
+    written = np.asarray(Image.open(tmp_path / "out" / "coffee.mask.png")) == 255
     mask = iem.segment(photo)
     assert mask.shape == written.shape and np.array_equal(mask, written)
     # Not a plain bilinear blow-up: the guided filter moved some boundary pixels.
