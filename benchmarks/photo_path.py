@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
-import torch
 from PIL import Image
 
 import iem
