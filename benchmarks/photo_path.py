@@ -43,7 +43,7 @@ import iem
 from benchmarks import common
 from iem.api import photo_pass
 from iem.config import PRESETS
-from iem.core.refine import refine_on_photo
+from iem.core.refine import photo_pass_size, refine_on_photo
 from iem.imaging import working_size
 from iem.io import read_image, upsample_mask, working_copy
 from iem.io.outputs import output_paths, write_outputs
@@ -111,8 +111,8 @@ def _pass_photo(path: Path, config: iem.IEMConfig) -> Optional[np.ndarray]:
     makes it (OpenCV area averaging), or None when ``config`` has no such pass."""
     with Image.open(path) as image:
         photo = np.asarray(image.convert("RGB"))
-    target = min(config.grabcut_photo_size, min(photo.shape[:2]))
-    if not config.grabcut or target <= DEFAULT_SIZE:
+    target = photo_pass_size(min(photo.shape[:2]), DEFAULT_SIZE, config)
+    if not target:
         return None
     import cv2
 

@@ -78,15 +78,16 @@ def test_segment_gives_the_mask_iem_segment_writes(tmp_path, scale):
 
 
 def test_photo_mask_runs_the_pass_on_the_photo_reduced_by_whole_blocks(monkeypatch):
-    # A 600 x 520 photo and a pass at 64 px: the pass sees the photo reduced 8 times (block
-    # means), not the whole photo, and the mask agrees with the pass on the whole photo.
+    # A 600 x 520 photo, a 32 px working mask and a pass at 64 px: the pass sees the photo
+    # reduced 8 times (block means), not the whole photo, and the mask agrees with the pass
+    # on the whole photo.
     import iem.api
     from iem.core.refine import refine_on_photo
     from iem.io import upsample_mask
     from tests.io.samples import synthetic_photo
 
     photo, truth = synthetic_photo(600, 520, seed=4)
-    small = np.asarray(Image.fromarray(truth).resize((74, 64), Image.BILINEAR)).astype(np.float32)
+    small = np.asarray(Image.fromarray(truth).resize((36, 32), Image.BILINEAR)).astype(np.float32)
     start = small * (np.random.default_rng(0).uniform(size=small.shape) > 0.3)  # holes for the pass to fill
     config = IEMConfig.best(grabcut_photo_size=64)
     seen = []
@@ -104,8 +105,10 @@ def test_photo_mask_runs_the_pass_on_the_photo_reduced_by_whole_blocks(monkeypat
     whole = upsample_mask(refine_on_photo(np.asarray(photo), start, config), photo)
     assert (got & whole).sum() / (got | whole).sum() > 0.98
     assert (got & truth).sum() / (got | truth).sum() > 0.9
-    # Without GrabCut there is no pass: the working mask is upsampled as it is.
-    seen.clear()
-    plain = IEMConfig.paper()
-    assert np.array_equal(iem.api.photo_mask(photo, start, plain), upsample_mask(start, photo))
-    assert not seen
+    assert not np.array_equal(got, upsample_mask(start, photo))  # the pass changed the mask
+    # Without GrabCut, or with GrabCut and no pass size (the paper's IEM then GrabCut), there
+    # is no pass: the working mask is upsampled as it is.
+    for plain in (IEMConfig.paper(), IEMConfig.paper(grabcut=True)):
+        seen.clear()
+        assert np.array_equal(iem.api.photo_mask(photo, start, plain), upsample_mask(start, photo))
+        assert not seen

@@ -23,7 +23,7 @@ from iem.core.filters import LinearFilter
 from iem.core.guidance import guidance_at, pin, pin_full
 from iem.core.inpaint import Inpainter, gaussian_inpainter, inpaint_from_other_region
 from iem.core.masks import initial_masks
-from iem.core.refine import refine_on_photo
+from iem.core.refine import photo_pass_size, refine_on_photo
 from iem.imaging import to_tensor
 
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike]
@@ -275,9 +275,10 @@ def photo_pass(photo: Image.Image, mask: np.ndarray, config: IEMConfig) -> np.nd
     Returns:
         The mask at the pass's size, or ``mask``.
     """
-    if not config.grabcut:
+    target = photo_pass_size(min(photo.size), min(np.shape(mask)), config)
+    if not target:
         return mask
-    factor = max(1, min(photo.size) // config.grabcut_photo_size)
+    factor = min(photo.size) // target
     return refine_on_photo(np.asarray(photo.reduce(factor) if factor > 1 else photo), mask, config)
 
 

@@ -21,6 +21,7 @@ from iem.core.refine import (
     grabcut_refine,
     grabcut_refine_one,
     mixture_nll,
+    photo_pass_size,
     refine_on_photo,
 )
 
@@ -228,6 +229,21 @@ def test_photo_pass_size_never_enlarges_and_can_be_off():
     assert refine_on_photo(photo, soft, IEMConfig.best(grabcut_photo_size=32)).shape == (32, 48)
     for config in (IEMConfig.best(grabcut_photo_size=0), IEMConfig.paper(grabcut_photo_size=64), IEMConfig.best(grabcut_photo_size=16)):
         assert refine_on_photo(photo, soft, config) is soft  # off: the working mask as it was
+
+
+@pytest.mark.parametrize(
+    "photo_side, mask_side, config, expected",
+    [
+        (1000, 128, IEMConfig.best(grabcut_photo_size=384), 384),
+        (300, 128, IEMConfig.best(grabcut_photo_size=384), 300),  # never enlarged
+        (128, 128, IEMConfig.best(grabcut_photo_size=384), 0),  # no finer than the mask
+        (1000, 384, IEMConfig.best(grabcut_photo_size=384), 0),
+        (1000, 128, IEMConfig.best(grabcut_photo_size=0), 0),
+        (1000, 128, IEMConfig.paper(grabcut_photo_size=384), 0),  # no GrabCut
+    ],
+)
+def test_photo_pass_size(photo_side, mask_side, config, expected):
+    assert photo_pass_size(photo_side, mask_side, config) == expected
 
 
 def test_box_union_adds_the_cut_started_from_the_box():

@@ -374,6 +374,22 @@ def grabcut_refine(
     return torch.from_numpy(np.stack(refined)).unsqueeze(1)
 
 
+def photo_pass_size(photo_side: int, mask_side: int, config: IEMConfig) -> int:
+    """The shorter side :func:`refine_on_photo` runs its pass at, or 0 where it does not run.
+
+    Args:
+        photo_side: the photo's shorter side, pixels.
+        mask_side: the working mask's shorter side, pixels.
+        config: ``grabcut`` and ``grabcut_photo_size``.
+
+    Returns:
+        ``min(config.grabcut_photo_size, photo_side)``, never enlarging the photo; 0 when
+        ``config`` has no GrabCut or that size is not above the mask's.
+    """
+    target = min(config.grabcut_photo_size, photo_side)
+    return target if config.grabcut and target > mask_side else 0
+
+
 def refine_on_photo(photo: np.ndarray, mask: np.ndarray, config: IEMConfig) -> np.ndarray:
     """The photo path's second GrabCut pass, at ``config.grabcut_photo_size`` (beyond the paper).
 
@@ -394,8 +410,8 @@ def refine_on_photo(photo: np.ndarray, mask: np.ndarray, config: IEMConfig) -> n
         ``(h', w')`` bool mask at the refinement size; ``mask`` itself when the pass is off
         (``grabcut`` False or ``grabcut_photo_size`` not above ``min(h, w)``).
     """
-    target = min(config.grabcut_photo_size, min(photo.shape[:2]))
-    if not config.grabcut or target <= min(np.shape(mask)):
+    target = photo_pass_size(min(photo.shape[:2]), min(np.shape(mask)), config)
+    if not target:
         return mask
     mask = np.asarray(mask, dtype=np.float32)
     import cv2
