@@ -24,6 +24,7 @@ Example::
     python -m benchmarks.photo_path                       # 16 photos per set, best preset
     python -m benchmarks.photo_path --photos 4 --sets dev,12 --preset paper --out /tmp/photo.json
     python -m benchmarks.photo_path --photos 4 --sets 0.4,3,12 --stages
+    python -m benchmarks.photo_path --photos 4 --device cuda --threads 8
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def make_set(name: str, sources: List[Path], folder: Path) -> List[Path]:
     return paths
 
 
-def engine_alone(paths: List[Path], batch_size: int, config: iem.IEMConfig) -> Dict[str, Any]:
+def engine_alone(paths: List[Path], batch_size: int, config: iem.IEMConfig, device: str = "cpu") -> Dict[str, Any]:
     """Time ``segment_batch`` on the working copies, grouped by shape as the command groups them;
     then the same plus the photo path's own mask step (:func:`refine_on_photo`) on the photos
     prepared at that step's size, if ``config`` has one.
@@ -91,13 +92,15 @@ def engine_alone(paths: List[Path], batch_size: int, config: iem.IEMConfig) -> D
         members[start : start + batch_size] for members in groups.values() for start in range(0, len(members), batch_size)
     ]
     tensors = [_batch_tensor([working for working, _ in batch]) for batch in batches]
+    # Each batch's masks are brought to the CPU, as the photo path needs them (on CUDA this
+    # also waits for the batch to finish).
     with common.timed() as engine:
         for tensor in tensors:
-            iem.segment_batch(tensor, config, "cpu")
+            iem.segment_batch(tensor, config, device).masks.cpu()
     with common.timed() as masks:
         for batch, tensor in zip(batches, tensors):
-            result = iem.segment_batch(tensor, config, "cpu")
-            for (_, photo), mask in zip(batch, result.masks[:, 0].float().numpy()):
+            result = iem.segment_batch(tensor, config, device)
+            for (_, photo), mask in zip(batch, result.masks[:, 0].float().cpu().numpy()):
                 if photo is not None:
                     refine_on_photo(photo, mask, config)
     return {
@@ -120,10 +123,10 @@ def _pass_photo(path: Path, config: iem.IEMConfig) -> Optional[np.ndarray]:
     return cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def photo_path(folder: Path, out: Path, count: int, config: iem.IEMConfig) -> Dict[str, Any]:
+def photo_path(folder: Path, out: Path, count: int, config: iem.IEMConfig, device: str = "cpu") -> Dict[str, Any]:
     """Time ``segment_files`` on ``folder`` with ``config`` and the other settings at their defaults."""
     with common.timed() as timing:
-        summary = iem.segment_files(folder, out, config, device="cpu", progress=False)
+        summary = iem.segment_files(folder, out, config, device=device, progress=False)
     if summary.segmented != count:
         raise RuntimeError(f"segmented {summary.segmented} of {count} photos: {summary.failures[:3]}")
     return {"images_per_s": count / timing.wall_s, "timing": timing.to_dict(), "cpu_loop": summary.settings.get("cpu_loop")}
@@ -173,6 +176,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--preset", default="best", choices=sorted(PRESETS), help="IEM settings (default best, the command's)")
     parser.add_argument("--stages", action="store_true", help="also time each stage on its own, photo by photo")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--device", default="cpu", help="where IEM runs: cpu (default) or cuda")
     parser.add_argument("--data", help="folder holding grabcut/")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/photo_path.json)")
     args = parser.parse_args(argv)
@@ -185,14 +189,14 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     sources = common.image_paths(common.data_dir(args.data), "grabcut")[: args.photos]
     config = iem.IEMConfig.preset(args.preset)
     # Warm-up (compiled loop, thread pools, allocator), untimed.
-    iem.segment_batch(_batch_tensor([working_copy(sources[0], DEFAULT_SIZE)]), config.replace(iterations=3), "cpu")
+    iem.segment_batch(_batch_tensor([working_copy(sources[0], DEFAULT_SIZE)]), config.replace(iterations=3), args.device)
     rows = {}
     with tempfile.TemporaryDirectory(prefix="iem-photo-path-") as scratch:
         for name in sets:
             paths = make_set(name, sources, Path(scratch) / name)
-            timed = engine_alone(paths, DEFAULT_BATCH_SIZE, config)
+            timed = engine_alone(paths, DEFAULT_BATCH_SIZE, config, args.device)
             alone, masks = timed["segment_batch"], timed["masks"]
-            whole = photo_path(Path(scratch) / name, Path(scratch) / f"{name}-out", len(paths), config)
+            whole = photo_path(Path(scratch) / name, Path(scratch) / f"{name}-out", len(paths), config, args.device)
             megapixels = sum(Image.open(p).width * Image.open(p).height for p in paths) / len(paths) / 1e6
             rows[name] = {
                 "photos": len(paths),
@@ -218,7 +222,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             if args.stages:
                 rows[name]["stages_cpu_ms"] = costs = stage_costs(paths, config, Path(scratch) / f"{name}-stages")
                 print("      CPU ms per photo: " + ", ".join(f"{stage} {ms:.0f}" for stage, ms in costs.items()), flush=True)
-    result = {"sets": rows, "preset": args.preset, "environment": env}
+    result = {"sets": rows, "preset": args.preset, "device": args.device, "environment": env}
     print(f"wrote {common.write_json(result, Path(args.out) if args.out else common.RESULTS_DIR / 'photo_path.json')}")
     return result
 

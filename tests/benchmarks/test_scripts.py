@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ from benchmarks import (
     photo_path,
     preset_cost,
     quality,
+    segnet_recipe,
     segnet_segment,
     segnet_train,
     speed,
@@ -39,7 +41,7 @@ from iem.datasets import open_dataset
 from tests.conftest import require_shared
 
 SCRIPTS = (naive, speed, loops, engine_ab, paired, paper_protocol, memory, gpu_check, table, quality, upsample_accuracy, upsampling,
-           photo_path, full_resolution, segnet_train, segnet_segment, preset_cost)
+           photo_path, full_resolution, segnet_train, segnet_segment, segnet_recipe, preset_cost)
 
 
 @pytest.mark.parametrize("module", SCRIPTS, ids=lambda m: m.__name__)
@@ -449,3 +451,47 @@ def test_segnet_segment_compares_the_network_with_iem(shared_data, tmp_path, cap
     assert set(rows) == {"flowers", "paper"} and all(r["masks"] == 2 for r in rows.values())
     assert rows["paper"]["ratio_to_reference"] == 1.0
     assert "x paper" in capsys.readouterr().out and json.loads(out.read_text())["config"]["photos"] == 2
+
+
+def test_segnet_recipe_packs_here_trains_there_and_scores_here(tmp_path, capsys, one_torch_thread):
+    from iem.datasets import write_shapes_dataset
+    from iem.segnet.summary import read_run
+    import tarfile
+
+    collection, labelled, pack, out = (tmp_path / name for name in ("unlabelled", "labelled", "pack", "out"))
+    write_shapes_dataset(collection, count=6, size=(48, 64), seed=2)
+    write_shapes_dataset(labelled, count=3, size=(48, 64), seed=3)
+    runs = "paper:error:0.5,paper:agreement:0.5"
+    sizes = sorted(p.stat().st_size for p in (collection / "images").iterdir())
+    part_mb = 2.5 * sizes[-1] / 2**20  # at most two photos a folder
+    assert segnet_recipe.main(["pack", str(collection / "images"), "--out", str(pack), "--runs", runs,
+                               "--part-mb", str(part_mb)]) == 0
+    folders = sorted(pack.glob("photos*"))
+    carried = [p.name for folder in folders for p in folder.iterdir()]
+    assert len(folders) >= 2 and all(len(list(f.iterdir())) <= 2 for f in folders)
+    assert 3 <= len(carried) == len(set(carried)) <= 6
+    assert "paper-error50: 3 labels" in capsys.readouterr().out
+
+    # the probe steps on whatever part was carried
+    shutil.move(str(folders[-1]), str(tmp_path / "later"))
+    assert segnet_recipe.main(["probe", str(pack), "--device", "cpu", "--workers", "1", "--seconds", "0.2",
+                               "--batch", "2", "--warmup", "1", "--out", str(tmp_path)]) == 0
+    probe = json.loads((tmp_path / "probe.json").read_text())
+    assert probe["workers"]["1"] > 0
+    shutil.move(str(tmp_path / "later"), str(folders[-1]))
+
+    assert segnet_recipe.main(["train", str(pack), "--device", "cpu", "--runs", runs, "--seeds", "0,1", "--epochs", "1",
+                               "--workers", "2", "--out", str(out)]) == 0
+    report = json.loads((out / "segnet_recipe.json").read_text())
+    names = sorted(r["name"] for r in report["runs"])
+    assert names == ["paper-agreement50-e1-s0", "paper-agreement50-e1-s1", "paper-error50-e1-s0", "paper-error50-e1-s1"]
+    assert all(r["labels"] == 3 and r["epochs"] == 1 for r in report["runs"])
+    assert "working copies differing from the packing machine's: 0" in capsys.readouterr().out
+    with tarfile.open(out / "runs.tar") as tar:
+        tar.extractall(tmp_path / "runs")
+    run_dirs = sorted((tmp_path / "runs").iterdir())
+    assert [d.name for d in run_dirs] == names
+    assert segnet_recipe.main(["score", *map(str, run_dirs), "--root", str(labelled)]) == 0
+    run = read_run(run_dirs[0])
+    assert run.labels == "paper" and run.epochs_done == 1 and run.settings["selection"] == "agreement"
+    assert set(run.results) == {"paper", "segnet", "segnet+refine"}

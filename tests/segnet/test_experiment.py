@@ -13,7 +13,9 @@ from iem import IEMConfig, segment_batch
 from iem.datasets import write_shapes_dataset
 from iem.segnet.checkpoint import read_checkpoint
 from iem.segnet.data import load_collection
-from iem.segnet.experiment import HALVES, experiment_markdown, half_results, run_collection_experiment, run_experiment
+from iem.segnet.experiment import (
+    HALVES, experiment_markdown, half_results, run_collection_experiment, run_experiment, score_model,
+)
 from iem.segnet.summary import read_run
 from iem.segnet.train import TrainSettings
 from tests.conftest import require_shared
@@ -91,6 +93,15 @@ def test_collection_experiment_trains_on_one_folder_and_scores_another(tmp_path:
     assert run.labels == "paper, iterations=3" and run.epochs_done == 1 and run.settings == settings.to_dict()
     for whole in result.bench.results:
         assert run.results[whole.method].mean("iou") == pytest.approx(whole.mean("iou"), abs=1e-6)
+    # a network trained elsewhere is scored by the same half of the experiment
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(tmp_path / "out" / "model.pt", elsewhere / "model.pt")
+    bench = score_model(labelled, elsewhere, IEMConfig.paper(iterations=3), device="cpu")
+    assert [r.method for r in bench.results] == METHODS
+    again = read_run(elsewhere)
+    for whole in result.bench.results:
+        assert again.results[whole.method].mean("strict_iou") == pytest.approx(whole.mean("strict_iou"), abs=1e-6)
 
 
 def test_collection_experiment_with_best_labels_uses_best_at_the_working_size(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ from PIL import Image
 from iem import IEMConfig, IEMResult
 from iem.segnet import NothingToTrain, TrainSettings, load_model, predict, train_from_files
 from iem.segnet import pipeline
+from iem.segnet.data import load_collection
+from iem.segnet.pipeline import select_labels, train_on_labels
 from iem.segnet.checkpoint import read_checkpoint
 
 from tests.segnet.synthetic import write_images
@@ -89,3 +91,35 @@ def test_agreement_keeps_the_masks_grabcut_from_the_box_reproduces(tmp_path: Pat
         segment_chunks=fake_iem, resume=False,
     )
     assert again.selected.tolist() == [0, 1]
+
+
+def test_labels_made_elsewhere_train_as_the_pipeline_does(tmp_path: Path) -> None:
+    """Selecting and training apart (a GPU machine given the labels) gives the pipeline's own
+    checkpoint: the same labels kept, the same record and the same weights. Only the kept
+    images are read: the others may be missing (NaN) on that machine."""
+    paths = write_images(tmp_path / "imgs", 5, size=(40, 48))
+    report = train_from_files(paths, tmp_path / "here" / "model.pt", SETTINGS, CONFIG, device="cpu")
+    selected = select_labels(report.labels, SETTINGS)
+    assert selected.tolist() == report.selected.tolist()
+    images = load_collection(paths).images
+    dropped = torch.ones(5, dtype=torch.bool)
+    dropped[selected] = False
+    images[dropped] = float("nan")
+    train_on_labels(images, paths, report.labels, selected, tmp_path / "there" / "model.pt", SETTINGS, CONFIG, device="cpu")
+    here, there = read_checkpoint(tmp_path / "here" / "model.pt"), read_checkpoint(tmp_path / "there" / "model.pt")
+    assert there["fingerprint"] == here["fingerprint"] and there["meta"] == here["meta"]
+    assert all(torch.equal(there["model"][k], here["model"][k]) for k in here["model"])
+
+
+def test_ranking_by_agreement_needs_the_agreement(tmp_path: Path) -> None:
+    labels = pipeline.PseudoLabels(
+        masks=torch.zeros(3, 1, 8, 8, dtype=torch.bool).index_fill_(2, torch.tensor([2, 3]), True),
+        scores=torch.tensor([3.0, 1.0, float("nan")], dtype=torch.float64),
+        key="k",
+    )
+    by_agreement = SETTINGS.replace(selection="agreement", top_k=2)
+    with pytest.raises(ValueError, match="agreement"):
+        select_labels(labels, by_agreement)
+    # the agreement ranks, and the image IEM failed on is never kept whatever its agreement
+    assert select_labels(labels, by_agreement, torch.tensor([0.1, 0.9, 1.0])).tolist() == [1, 0]
+    assert select_labels(labels, SETTINGS.replace(top_k=2)).tolist() == [0, 1]

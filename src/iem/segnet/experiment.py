@@ -212,14 +212,34 @@ def run_collection_experiment(
     start = time.perf_counter()
     report = train_from_files(paths, out_dir / MODEL_FILE, settings, iem_config, device=device, progress=progress)
     seconds["train_pipeline"] = time.perf_counter() - start
-    dataset = open_folder_pair(root, protocol="paper")
     start = time.perf_counter()
-    bench = _score(dataset, out_dir / MODEL_FILE, iem_config, device, Path(root).name, progress, iem_name)
+    bench = score_model(root, out_dir, iem_config, device, progress, iem_name)
     seconds["score"] = time.perf_counter() - start
-    write_results_json(bench, out_dir / "results.json")
-    write_per_image_csv(bench.results, out_dir / "per_image.csv")
     names = [str(p) for p in report.paths]
-    return ExperimentResult(bench, report, {}, names, dataset.names, seconds, collection=str(collection))
+    test_names = open_folder_pair(root, protocol="paper").names
+    return ExperimentResult(bench, report, {}, names, test_names, seconds, collection=str(collection))
+
+
+def score_model(
+    root: PathLike,
+    run_dir: PathLike,
+    iem_config: Optional[IEMConfig] = None,
+    device: str = "auto",
+    progress: bool = False,
+    iem_name: str = "paper",
+) -> BenchResult:
+    """Score IEM, the network of ``run_dir`` and the refined network on every image of ``root``.
+
+    The scoring half of :func:`run_collection_experiment`, for a network trained elsewhere:
+    ``run_dir`` holds its ``model.pt``; ``results.json`` and ``per_image.csv`` are written
+    beside it, so :mod:`iem.segnet.summary` reads the run like any other.
+    """
+    run_dir = Path(run_dir)
+    dataset = open_folder_pair(root, protocol="paper")
+    bench = _score(dataset, run_dir / MODEL_FILE, resolve_config(iem_config), device, Path(root).name, progress, iem_name)
+    write_results_json(bench, run_dir / "results.json")
+    write_per_image_csv(bench.results, run_dir / "per_image.csv")
+    return bench
 
 
 def experiment_markdown(result: ExperimentResult, command: str) -> str:

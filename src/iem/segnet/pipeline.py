@@ -115,7 +115,7 @@ def train_from_files(
             segment_chunks=segment_chunks,
         )
 
-    ranking = labels.scores
+    agreement = None
     if settings.selection == "agreement":
 
         def agree() -> np.ndarray:
@@ -128,29 +128,9 @@ def train_from_files(
 
         # The masks' key covers the files and the IEM settings, GrabCut's among them.
         agreement = torch.from_numpy(cached_per_image(cache_path, labels.key, "agreement", agree))
-        # An image IEM failed on keeps its non-finite score, so it is never selected.
-        ranking = torch.where(torch.isfinite(labels.scores), agreement, labels.scores)
-    selected = select_top(ranking, settings.top_k, settings.top_fraction, masks=labels.masks)
-    if selected.numel() == 0:
-        raise NothingToTrain("IEM produced no usable mask (all empty, full or failed)")
-
-    meta = {
-        "files": [str(collection.paths[i]) for i in selected.tolist()],
-        "scores": [float(labels.scores[i]) for i in selected.tolist()],
-        "collection_size": len(collection.paths),
-        "iem_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in iem_config.to_dict().items()},
-    }
-    if settings.selection == "agreement":
-        meta["agreement"] = [float(ranking[i]) for i in selected.tolist()]
-    result = train_segnet(
-        collection.images[selected],
-        labels.masks[selected],
-        out,
-        settings,
-        device=device,
-        resume=resume,
-        progress=progress,
-        meta=meta,
+    selected = select_labels(labels, settings, agreement)
+    result = train_on_labels(
+        collection.images, collection.paths, labels, selected, out, settings, iem_config, agreement, device, resume, progress
     )
     return PipelineReport(
         train=result,
@@ -159,4 +139,78 @@ def train_from_files(
         selected=selected,
         labels=labels,
         cache=cache_path,
+    )
+
+
+
+def select_labels(
+    labels: PseudoLabels, settings: TrainSettings, agreement: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """Step 3 of :func:`train_from_files`: the pseudo-labels the network learns from, best first.
+
+    Ranked by ``settings.selection`` (final inpainting error, or ``agreement``), the first
+    ``settings.top_k`` or ``settings.top_fraction`` kept (:func:`~iem.segnet.select.select_top`).
+
+    Args:
+        labels: IEM's masks and final inpainting errors of a collection.
+        settings: The recipe.
+        agreement: ``(N,)`` IoU of each mask with GrabCut from the box
+            (:func:`~iem.segnet.select.box_agreement`); needed when ranking by agreement.
+
+    Raises:
+        NothingToTrain: no usable pseudo-label.
+        ValueError: ranking by agreement without ``agreement``.
+    """
+    ranking = labels.scores
+    if settings.selection == "agreement":
+        if agreement is None:
+            raise ValueError("select_labels: ranking by agreement needs the agreement of every mask")
+        # An image IEM failed on keeps its non-finite score, so it is never selected.
+        ranking = torch.where(torch.isfinite(labels.scores), torch.as_tensor(agreement, dtype=torch.float64), labels.scores)
+    selected = select_top(ranking, settings.top_k, settings.top_fraction, masks=labels.masks)
+    if selected.numel() == 0:
+        raise NothingToTrain("IEM produced no usable mask (all empty, full or failed)")
+    return selected
+
+
+def train_on_labels(
+    images: torch.Tensor,
+    paths: Sequence[PathLike],
+    labels: PseudoLabels,
+    selected: torch.Tensor,
+    out: PathLike,
+    settings: TrainSettings,
+    iem_config: IEMConfig,
+    agreement: Optional[torch.Tensor] = None,
+    device: str = "auto",
+    resume: bool = True,
+    progress: bool = False,
+) -> TrainResult:
+    """Step 4 of :func:`train_from_files`: train on the selected labels, recording them.
+
+    Split out so that labels made elsewhere (another machine, a cluster) train exactly as the
+    pipeline's own do, with the same record in the checkpoint.
+
+    Args:
+        images: ``(N, 3, S, S)`` float in [-1, 1], the collection at the working size (only
+            the ``selected`` ones are read).
+        paths: The ``N`` files (the selected ones' names are recorded in the checkpoint).
+        labels: IEM's masks and final inpainting errors of the ``N`` images.
+        selected: Indices from :func:`select_labels`.
+        out: Checkpoint to write.
+        settings: Training recipe.
+        iem_config: The IEM settings that made ``labels`` (recorded in the checkpoint).
+        agreement: The ranking by agreement, recorded when ``settings.selection`` uses it.
+        device, resume, progress: as :func:`train_from_files`.
+    """
+    meta = {
+        "files": [str(paths[i]) for i in selected.tolist()],
+        "scores": [float(labels.scores[i]) for i in selected.tolist()],
+        "collection_size": len(paths),
+        "iem_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in iem_config.to_dict().items()},
+    }
+    if settings.selection == "agreement" and agreement is not None:
+        meta["agreement"] = [float(agreement[i]) for i in selected.tolist()]
+    return train_segnet(
+        images[selected], labels.masks[selected], out, settings, device=device, resume=resume, progress=progress, meta=meta
     )
