@@ -87,8 +87,13 @@ class RunSpec:
             raise argparse.ArgumentTypeError(f"{text!r}: unknown preset or selection, or a share outside (0, 1]")
         return spec
 
+    @property
+    def labels(self) -> str:
+        """The pseudo-labels the run learns from, e.g. ``paper-error80``."""
+        return f"{self.preset}-{self.selection}{round(100 * self.fraction)}"
+
     def name(self, epochs: int) -> str:
-        return f"{self.preset}-{self.selection}{round(100 * self.fraction)}-e{epochs}-s{self.seed}"
+        return f"{self.labels}-e{epochs}-s{self.seed}"
 
     def settings(self, epochs: int, precision: str) -> TrainSettings:
         # Everything else is the paper's recipe (TrainSettings' defaults).
@@ -156,7 +161,7 @@ def pack(args: argparse.Namespace) -> int:
             if spec.preset == preset:
                 selected = select_labels(labels, spec.settings(1, "fp32"), torch.from_numpy(agreement))
                 needed[selected] = True
-                print(f"  {spec.name(0)[:-6]}: {len(selected)} labels", flush=True)
+                print(f"  {spec.labels}: {len(selected)} labels", flush=True)
     np.savez_compressed(out / LABELS_FILE, **store)
     for old in out.glob(PHOTOS_PREFIX + "*"):
         shutil.rmtree(old)

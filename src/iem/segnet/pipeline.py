@@ -142,7 +142,6 @@ def train_from_files(
     )
 
 
-
 def select_labels(
     labels: PseudoLabels, settings: TrainSettings, agreement: Optional[torch.Tensor] = None
 ) -> torch.Tensor:
