@@ -14,6 +14,7 @@ from iem.segnet import NothingToTrain, TrainSettings, load_model, predict, train
 from iem.segnet import pipeline
 from iem.segnet.data import load_collection
 from iem.segnet.pipeline import select_labels, train_on_labels
+from iem.segnet.train import data_fingerprint
 from iem.segnet.checkpoint import read_checkpoint
 
 from tests.segnet.synthetic import write_images
@@ -102,6 +103,10 @@ def test_labels_made_elsewhere_train_as_the_pipeline_does(tmp_path: Path) -> Non
     selected = select_labels(report.labels, SETTINGS)
     assert selected.tolist() == report.selected.tolist()
     images = load_collection(paths).images
+    # the network learnt each kept image with its own mask, best first
+    assert read_checkpoint(tmp_path / "here" / "model.pt")["fingerprint"] == data_fingerprint(
+        images[selected], report.labels.masks[selected], SETTINGS
+    )
     dropped = torch.ones(5, dtype=torch.bool)
     dropped[selected] = False
     images[dropped] = float("nan")
