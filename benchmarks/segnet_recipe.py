@@ -62,7 +62,7 @@ from benchmarks import common
 LABELS_FILE = "labels.npz"
 PHOTOS_PREFIX = "photos"
 RUNS_TAR = "runs.tar"
-#: The data a transfer may carry besides the repository (the GPU tool's limit is 64 MiB in all).
+#: The data one transfer may carry beside the repository (the GPU machines used here take 64 MiB in all).
 DEFAULT_PART_MB = 55.0
 
 
@@ -132,8 +132,15 @@ def pack(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     collection = load_collection(paths, PROTOCOL_SIZE)
     print(f"read {len(collection.paths)} photos in {time.perf_counter() - start:.0f} s", flush=True)
+    for error in collection.errors:
+        print(f"skipped: {error}")
+    names = [p.name for p in collection.paths]
+    if len(set(names)) != len(names):
+        # The pack finds photos by file name on the other machine.
+        print(f"{args.collection}: two photos share a file name; pack a collection with unique names")
+        return 2
     store: Dict[str, Any] = {
-        "names": np.array([p.name for p in collection.paths]),
+        "names": np.array(names),
         "side": np.array(PROTOCOL_SIZE),
         "digests": np.array([working_digest(image) for image in collection.images]),
     }
@@ -174,8 +181,8 @@ def pack(args: argparse.Namespace) -> int:
         folder.mkdir(exist_ok=True)
         shutil.copy2(source, folder / source.name)
         size += source.stat().st_size
-    print(f"packed {int(needed.sum())} of {len(needed)} photos in {part + 1} folder(s) of at most {args.part_mb} MB, "
-          f"labels {(out / LABELS_FILE).stat().st_size / 2**20:.1f} MB: {out}")
+    print(f"packed {int(needed.sum())} of {len(needed)} photos in {part + 1} folder(s) of at most {args.part_mb} MiB, "
+          f"labels {(out / LABELS_FILE).stat().st_size / 2**20:.1f} MiB: {out}")
     return 0
 
 
@@ -397,7 +404,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("collection", help="folder or files of the unlabelled collection")
     p.add_argument("--out", required=True, help="pack folder")
     p.add_argument("--runs", type=parse_runs, required=True, help="preset:selection:fraction,... (e.g. paper:error:0.8)")
-    p.add_argument("--part-mb", type=float, default=DEFAULT_PART_MB, help=f"largest photo folder (default {DEFAULT_PART_MB})")
+    p.add_argument("--part-mb", type=float, default=DEFAULT_PART_MB, help=f"largest photo folder in MiB (default {DEFAULT_PART_MB})")
     p.set_defaults(run=pack)
     for name, fn, text in (("probe", probe, "images/s of training steps, alone and side by side"),
                            ("train", train, "the planned runs, several side by side")):

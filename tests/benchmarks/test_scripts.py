@@ -495,3 +495,15 @@ def test_segnet_recipe_packs_here_trains_there_and_scores_here(tmp_path, capsys,
     run = read_run(run_dirs[0])
     assert run.labels == "paper" and run.epochs_done == 1 and run.settings["selection"] == "agreement"
     assert set(run.results) == {"paper", "segnet", "segnet+refine"}
+
+
+def test_segnet_recipe_refuses_a_collection_whose_photos_share_a_name(tmp_path, capsys):
+    # the other machine finds the photos by file name
+    from iem.datasets import write_shapes_dataset
+
+    write_shapes_dataset(tmp_path / "a", count=2, size=(48, 64), seed=2)
+    shutil.copytree(tmp_path / "a" / "images", tmp_path / "a" / "images" / "again")
+    code = segnet_recipe.main(["pack", str(tmp_path / "a" / "images"), "--out", str(tmp_path / "pack"),
+                               "--runs", "paper:error:0.5"])
+    assert code == 2 and "share a file name" in capsys.readouterr().out
+    assert not (tmp_path / "pack" / "labels.npz").exists()
