@@ -24,8 +24,8 @@ Example::
     python -m benchmarks.segnet_recipe probe .recipe --workers 1,2,3          # on the GPU
     python -m benchmarks.segnet_recipe train .recipe --out $OUT --seeds 0,1,2 --budget 480
     tar -xf runs.tar -C runs/recipe
-    python -m benchmarks.segnet_recipe score runs/recipe/* --root ../shared/data/flowers17
-    python -m iem.segnet.summary runs/recipe/* --out runs/recipe/summary.md
+    python -m benchmarks.segnet_recipe score runs/recipe/*/ --root ../shared/data/flowers17
+    python -m iem.segnet.summary runs/recipe/*/ --out runs/recipe/summary.md
 """
 
 from __future__ import annotations
