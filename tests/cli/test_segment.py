@@ -27,6 +27,7 @@ from PIL import Image, ImageOps
 from iem.cli import main
 from iem.cli.segment import option_name
 from iem.config import IEMConfig
+from iem.io.render import mask_png
 from iem.pipeline import FAILURES_LOG, SETTINGS_RECORD, SUMMARY_JSON
 from tests.io.samples import ZOO_MAX_PIXELS, make_zoo, synthetic_photo
 
@@ -164,6 +165,7 @@ def test_stdin_to_stdout(tmp_path: Path) -> None:
     mask = np.asarray(Image.open(io.BytesIO(stdout)))
     assert mask.shape == truth.shape and set(np.unique(mask)) <= {0, 255}
     assert ((mask == 255) == truth).mean() > 0.95
+    assert stdout == mask_png(mask == 255)  # the one encoding of masks
     code, stdout, stderr = _run_subprocess(["-", *FAST], stdin=b"plain text")
     assert (code, stdout) == (1, b"") and stderr.strip() == "<stdin>: not a recognised image format"
 

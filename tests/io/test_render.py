@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from iem.io.render import OVERLAY_COLOR, cutout_image, inpainting_image, mask_image, overlay_image
+from iem.io.render import OVERLAY_COLOR, cutout_image, inpainting_image, mask_image, mask_png, overlay_image
 
 
 @pytest.fixture
@@ -22,6 +24,17 @@ def test_mask_is_8_bit_0_255(photo_and_mask) -> None:
     image = mask_image(mask)
     assert image.mode == "L" and image.size == (10, 6)
     assert np.array_equal(np.asarray(image), np.where(mask, 255, 0))
+
+
+def test_mask_png_is_the_mask_as_an_8_bit_png(photo_and_mask) -> None:
+    _, mask = photo_and_mask
+    data = mask_png(mask)
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG" and image.mode == "L" and image.size == (10, 6)
+    assert np.array_equal(np.asarray(image), np.where(mask, 255, 0))
+    # any truthy values are the foreground, as for mask_image
+    assert mask_png(mask.astype(np.float32) * 0.5) == data
 
 
 def test_cutout_keeps_the_foreground_opaque(photo_and_mask) -> None:
@@ -66,6 +79,8 @@ def test_outputs_are_named_after_the_input_and_written_whole(tmp_path, photo_and
     write_outputs(targets, photo, mask, np.zeros((3, 5, 3), np.uint8))
     modes = {kind: Image.open(path).mode for kind, path in targets.items()}
     assert modes == {"mask": "L", "cutout": "RGBA", "overlay": "RGB", "inpaint": "RGB"}
+    # the mask file is the one encoding of masks
+    assert targets["mask"].read_bytes() == mask_png(mask)
     with pytest.raises(ValueError, match="needs the inpainting result"):
         render_output("inpaint", photo, mask, None)
     with pytest.raises(ValueError, match="unknown output"):

@@ -16,6 +16,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from iem.config import IEMConfig
+from iem.io.render import mask_png
 from iem.pipeline import segment_bytes
 from iem.serve import ServeSettings, create_app
 from iem.serve.app import STATIC
@@ -61,6 +62,7 @@ def test_multipart_box_gives_what_the_library_gives(client, photo):
     expected = segment_bytes(photo, DEFAULT, SIZE, "cpu", box=(30, 20, 95, 70))
     assert mask.shape == (90, 120) and set(np.unique(mask)) <= {0, 255}
     assert np.array_equal(mask > 0, expected)
+    assert response.content == mask_png(expected)  # the one encoding of masks
     truth = np.zeros((90, 120), bool)
     truth[25:65, 35:90] = True
     assert (expected & truth).sum() / (expected | truth).sum() > 0.8

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import signal
 import sys
@@ -100,11 +99,9 @@ def refuse_terminal_out(hint: str) -> None:
 
 def write_mask_out(mask: "numpy.ndarray") -> None:
     """A ``(H, W)`` bool mask as an 8-bit PNG to standard output."""
-    from iem.io.render import mask_image
+    from iem.io.render import mask_png
 
-    buffer = io.BytesIO()
-    mask_image(mask).save(buffer, format="PNG")
-    write_out(buffer.getvalue())
+    write_out(mask_png(mask))
 
 
 def flush_out() -> None:

@@ -9,8 +9,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from iem.io.render import cutout_image, inpainting_image, mask_image, overlay_image
-from iem.io.write import StaleTemporaries, check_cancelled, save_image
+from iem.io.render import cutout_image, inpainting_image, mask_image, mask_png, overlay_image
+from iem.io.write import StaleTemporaries, atomic_write, check_cancelled, save_image
 
 PathLike = Union[str, os.PathLike]
 
@@ -18,13 +18,11 @@ PathLike = Union[str, os.PathLike]
 #: the default on a 12-megapixel photo, for files about 10 % larger. Masks keep the default.
 PHOTO_PNG_COMPRESSION = 1
 OVERLAY_JPEG_QUALITY = 90
-#: zlib strategy of mask PNGs: run-length (Z_RLE) suits two-valued images; on a 12-megapixel
-#: mask it is about 30 % faster than the default and the file is slightly smaller.
-MASK_PNG_STRATEGY = 3
 
-#: The outputs: name -> (file suffix, PIL format, save options).
+#: The outputs: name -> (file suffix, PIL format, save options). Masks are encoded by
+#: :func:`iem.io.render.mask_png` instead, faster than PIL's encoder.
 OUTPUTS: Mapping[str, Tuple[str, str, Mapping[str, Any]]] = {
-    "mask": (".mask.png", "PNG", {"compress_type": MASK_PNG_STRATEGY}),
+    "mask": (".mask.png", "PNG", {}),
     "cutout": (".cutout.png", "PNG", {"compress_level": PHOTO_PNG_COMPRESSION}),
     "overlay": (".overlay.jpg", "JPEG", {"quality": OVERLAY_JPEG_QUALITY}),
     "inpaint": (".inpaint.png", "PNG", {"compress_level": PHOTO_PNG_COMPRESSION}),
@@ -78,5 +76,9 @@ def write_outputs(
         check_cancelled()
         if cleaner is not None:
             cleaner.clean(path.parent)
-        _, fmt, options = OUTPUTS[kind]
-        save_image(render_output(kind, photo, mask, inpainted), path, fmt, **options)
+        if kind == "mask":
+            data = mask_png(mask)
+            atomic_write(path, lambda handle: handle.write(data))
+        else:
+            _, fmt, options = OUTPUTS[kind]
+            save_image(render_output(kind, photo, mask, inpainted), path, fmt, **options)
