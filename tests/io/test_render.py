@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from iem.io.render import OVERLAY_COLOR, cutout_image, inpainting_image, mask_image, mask_png, overlay_image
+from iem.io.render import (
+    OPENCV_PNG_MAX_SIDE, OVERLAY_COLOR, cutout_image, inpainting_image, mask_image, mask_png, overlay_image,
+)
 
 
 @pytest.fixture
@@ -35,6 +37,14 @@ def test_mask_png_is_the_mask_as_an_8_bit_png(photo_and_mask) -> None:
     assert np.array_equal(np.asarray(image), np.where(mask, 255, 0))
     # any truthy values are the foreground, as for mask_image
     assert mask_png(mask.astype(np.float32) * 0.5) == data
+
+
+def test_mask_png_of_a_mask_wider_than_opencv_encodes(capfd) -> None:
+    mask = np.zeros((2, OPENCV_PNG_MAX_SIDE + 1), bool)
+    mask[1, ::3] = True
+    image = Image.open(io.BytesIO(mask_png(mask)))
+    assert image.mode == "L" and np.array_equal(np.asarray(image), np.where(mask, 255, 0))
+    assert capfd.readouterr().err == ""  # no complaint from libpng through OpenCV
 
 
 def test_cutout_keeps_the_foreground_opaque(photo_and_mask) -> None:

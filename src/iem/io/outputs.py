@@ -15,7 +15,7 @@ from iem.io.write import StaleTemporaries, atomic_write, check_cancelled, save_i
 PathLike = Union[str, os.PathLike]
 
 #: zlib level of photo-like PNGs (cut-outs, inpainting): level 1 is several times faster than
-#: the default on a 12-megapixel photo, for files about 10 % larger. Masks keep the default.
+#: the default on a 12-megapixel photo, for files about 10 % larger.
 PHOTO_PNG_COMPRESSION = 1
 OVERLAY_JPEG_QUALITY = 90
 
