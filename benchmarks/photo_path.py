@@ -7,7 +7,7 @@ For each set of photos, one process times, side by side:
    as the command makes them), grouped by working shape in batches of the command's batch size;
 2. the masks alone: the same, plus what the photo path adds to the mask's computation with
    that preset (``best``: the second GrabCut pass, :func:`iem.core.refine.refine_on_photo`)
-   on the photos already brought to that pass's size (untimed) -- every step that decides the
+   on the photos already reduced as that pass reads them (untimed) -- every step that decides the
    mask, with no decoding, resizing, upsampling or encoding; for ``paper`` it is the engine;
 3. the whole photo path: :func:`iem.segment_files` on the folder (read, working copy, IEM,
    guided upsampling, PNG encoding, atomic writes), the chosen preset, masks only;
@@ -42,10 +42,9 @@ from PIL import Image
 
 import iem
 from benchmarks import common
-from iem.api import photo_pass
+from iem.api import pass_photo, photo_pass
 from iem.config import PRESETS
-from iem.core.refine import photo_pass_size, refine_on_photo
-from iem.imaging import working_size
+from iem.core.refine import refine_on_photo
 from iem.io import read_image, upsample_mask, working_copy
 from iem.io.outputs import output_paths, write_outputs
 from iem.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SIZE, _batch_tensor
@@ -79,7 +78,7 @@ def make_set(name: str, sources: List[Path], folder: Path) -> List[Path]:
 def engine_alone(paths: List[Path], batch_size: int, config: iem.IEMConfig, device: str = "cpu") -> Dict[str, Any]:
     """Time ``segment_batch`` on the working copies, grouped by shape as the command groups them;
     then the same plus the photo path's own mask step (:func:`refine_on_photo`) on the photos
-    prepared at that step's size, if ``config`` has one.
+    reduced as that step reads them (:func:`iem.api.pass_photo`), if ``config`` has one.
 
     Returns:
         ``{"segment_batch": {...}, "masks": {...}}``, each with ``images_per_s`` and ``timing``.
@@ -110,17 +109,10 @@ def engine_alone(paths: List[Path], batch_size: int, config: iem.IEMConfig, devi
 
 
 def _pass_photo(path: Path, config: iem.IEMConfig) -> Optional[np.ndarray]:
-    """The photo at the size of the photo path's GrabCut pass, as :func:`refine_on_photo`
-    makes it (OpenCV area averaging), or None when ``config`` has no such pass."""
+    """The photo as the photo path's GrabCut pass reads it (:func:`iem.api.pass_photo`), or None
+    when ``config`` has no such pass."""
     with Image.open(path) as image:
-        photo = np.asarray(image.convert("RGB"))
-    target = photo_pass_size(min(photo.shape[:2]), DEFAULT_SIZE, config)
-    if not target:
-        return None
-    import cv2
-
-    height, width = working_size(photo.shape[0], photo.shape[1], target)
-    return cv2.resize(photo, (width, height), interpolation=cv2.INTER_AREA)
+        return pass_photo(image.convert("RGB"), DEFAULT_SIZE, config)
 
 
 def photo_path(folder: Path, out: Path, count: int, config: iem.IEMConfig, device: str = "cpu") -> Dict[str, Any]:

@@ -275,11 +275,19 @@ def photo_pass(photo: Image.Image, mask: np.ndarray, config: IEMConfig) -> np.nd
     Returns:
         The mask at the pass's size, or ``mask``.
     """
-    target = photo_pass_size(min(photo.size), min(np.shape(mask)), config)
+    pixels = pass_photo(photo, min(np.shape(mask)), config)
+    return mask if pixels is None else refine_on_photo(pixels, mask, config)
+
+
+def pass_photo(photo: Image.Image, mask_side: int, config: IEMConfig) -> Optional[np.ndarray]:
+    """The ``(h, w, 3)`` uint8 photo :func:`photo_pass` gives the GrabCut pass: reduced by the
+    largest whole factor that keeps its shorter side at least the pass's size; None when
+    ``config`` has no pass for a working mask of shorter side ``mask_side``."""
+    target = photo_pass_size(min(photo.size), mask_side, config)
     if not target:
-        return mask
+        return None
     factor = min(photo.size) // target
-    return refine_on_photo(np.asarray(photo.reduce(factor) if factor > 1 else photo), mask, config)
+    return np.asarray(photo.reduce(factor) if factor > 1 else photo)
 
 
 def inpaint(images: torch.Tensor, masks: torch.Tensor, config: Optional[IEMConfig] = None) -> torch.Tensor:
