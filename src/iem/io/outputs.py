@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePath
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
 
 from iem.io.render import cutout_image, inpainting_image, mask_image, mask_png, overlay_image
-from iem.io.write import StaleTemporaries, atomic_write, check_cancelled, save_image
+from iem.io.write import StaleTemporaries, atomic_write, check_cancelled
 
 PathLike = Union[str, os.PathLike]
 
@@ -19,17 +19,33 @@ PathLike = Union[str, os.PathLike]
 PHOTO_PNG_COMPRESSION = 1
 OVERLAY_JPEG_QUALITY = 90
 
-#: The outputs: name -> (file suffix, PIL format, save options). Masks are encoded by
-#: :func:`iem.io.render.mask_png` instead, faster than PIL's encoder.
-OUTPUTS: Mapping[str, Tuple[str, str, Mapping[str, Any]]] = {
-    "mask": (".mask.png", "PNG", {}),
-    "cutout": (".cutout.png", "PNG", {"compress_level": PHOTO_PNG_COMPRESSION}),
-    "overlay": (".overlay.jpg", "JPEG", {"quality": OVERLAY_JPEG_QUALITY}),
-    "inpaint": (".inpaint.png", "PNG", {"compress_level": PHOTO_PNG_COMPRESSION}),
+#: Writes one output's file contents: ``(handle, photo, mask, inpainted)``.
+Encoder = Callable[[IO[bytes], Image.Image, np.ndarray, Optional[np.ndarray]], None]
+
+
+def _rendered(kind: str, format: str, **options: Any) -> Encoder:
+    """The picture of :func:`render_output`, saved by PIL in ``format``."""
+
+    def encode(handle: IO[bytes], photo: Image.Image, mask: np.ndarray, inpainted: Optional[np.ndarray]) -> None:
+        render_output(kind, photo, mask, inpainted).save(handle, format=format, **options)
+
+    return encode
+
+
+def _mask(handle: IO[bytes], photo: Image.Image, mask: np.ndarray, inpainted: Optional[np.ndarray]) -> None:
+    handle.write(mask_png(mask))  # the one encoding of masks, faster than PIL's
+
+
+#: The outputs: name -> (file suffix, encoder).
+OUTPUTS: Mapping[str, Tuple[str, Encoder]] = {
+    "mask": (".mask.png", _mask),
+    "cutout": (".cutout.png", _rendered("cutout", "PNG", compress_level=PHOTO_PNG_COMPRESSION)),
+    "overlay": (".overlay.jpg", _rendered("overlay", "JPEG", quality=OVERLAY_JPEG_QUALITY)),
+    "inpaint": (".inpaint.png", _rendered("inpaint", "PNG", compress_level=PHOTO_PNG_COMPRESSION)),
 }
 #: The name endings that mark a file as an output: in the output folder such files are never
 #: taken as inputs, so outputs may be written beside the photos.
-OUTPUT_SUFFIXES: Tuple[str, ...] = tuple(suffix for suffix, _, _ in OUTPUTS.values())
+OUTPUT_SUFFIXES: Tuple[str, ...] = tuple(suffix for suffix, _ in OUTPUTS.values())
 
 
 def output_paths(out_dir: PathLike, relative: PurePath, outputs: Sequence[str]) -> Dict[str, Path]:
@@ -76,9 +92,5 @@ def write_outputs(
         check_cancelled()
         if cleaner is not None:
             cleaner.clean(path.parent)
-        if kind == "mask":
-            data = mask_png(mask)
-            atomic_write(path, lambda handle: handle.write(data))
-        else:
-            _, fmt, options = OUTPUTS[kind]
-            save_image(render_output(kind, photo, mask, inpainted), path, fmt, **options)
+        encode = OUTPUTS[kind][1]
+        atomic_write(path, lambda handle: encode(handle, photo, mask, inpainted))
