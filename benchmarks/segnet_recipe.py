@@ -186,30 +186,24 @@ def pack(args: argparse.Namespace) -> int:
     return 0
 
 
-# -------------------------------------------------------------------------------- read a pack
+# ------------------------------------------------------------------------------ decode photos
 
 
-def read_pack(pack_dir: Path, shared: Path) -> Tuple[Dict[str, Any], torch.Tensor, List[Path]]:
-    """The labels, the working copies (NaN where a photo was not carried) and the paths.
-
-    The working copies are also saved to ``shared`` for the worker processes.
-    """
+def decode_photos(pack_dir: Path, shared: Path) -> None:
+    """Read the carried photos at the working size into ``shared`` for the worker processes, in
+    the pack's order (NaN where a photo was not carried), and check them against the digests."""
     with np.load(pack_dir / LABELS_FILE, allow_pickle=False) as data:
-        store = {k: data[k] for k in data.files}
-    names = [str(n) for n in store["names"]]
+        names, side, digests = [str(n) for n in data["names"]], int(data["side"]), data["digests"]
     found = {p.name: p for p in sorted(pack_dir.glob(PHOTOS_PREFIX + "*/*"))}
     present = [i for i, name in enumerate(names) if name in found]
     start = time.perf_counter()
-    collection = load_collection([found[names[i]] for i in present], int(store["side"]))
-    side = int(store["side"])
+    collection = load_collection([found[names[i]] for i in present], side)
     images = torch.full((len(names), 3, side, side), float("nan"))
     images[present] = collection.images
-    differ = sum(working_digest(images[i]) != store["digests"][i] for i in present)
+    differ = sum(working_digest(images[i]) != digests[i] for i in present)
     print(f"read {len(present)} of {len(names)} photos in {time.perf_counter() - start:.0f} s; "
           f"working copies differing from the packing machine's: {differ}", flush=True)
     torch.save(images, shared)
-    paths = [Path(name) for name in names]
-    return store, images, paths
 
 
 # ------------------------------------------------------------------------------------- workers
@@ -291,7 +285,7 @@ def _probe_one(job: Dict[str, Any]) -> Dict[str, Any]:
 
 def probe(args: argparse.Namespace) -> int:
     shared = Path(tempfile.gettempdir()) / "iem-recipe-images.pt"
-    read_pack(Path(args.pack), shared)
+    decode_photos(Path(args.pack), shared)
     report: Dict[str, Any] = {"device": _device_name(args.device), "precision": args.precision, "workers": {}}
     job = {"shared": str(shared), "labels": str(Path(args.pack) / LABELS_FILE), "preset": args.preset,
            "device": args.device, "precision": args.precision, "warmup": args.warmup, "seconds": args.seconds,
@@ -350,7 +344,7 @@ def train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="iem-recipe-"))
     shared = work / "images.pt"
-    read_pack(Path(args.pack), shared)
+    decode_photos(Path(args.pack), shared)
     plan = [RunSpec(spec.preset, spec.selection, spec.fraction, seed) for seed in args.seeds for spec in args.runs]
     if args.probe:
         args.workers, args.estimate = _from_probe(Path(args.probe), args.epochs, args.pack, plan)
