@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import numpy as np
+import torch
 from PIL import Image
 
 import iem
@@ -47,7 +48,7 @@ from iem.config import PRESETS
 from iem.core.refine import refine_on_photo
 from iem.io import read_image, upsample_mask, working_copy
 from iem.io.outputs import output_paths, write_outputs
-from iem.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SIZE, _batch_tensor
+from iem.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_SIZE, _batch_tensor, count_render_processes
 
 #: Synthetic photo sizes, in megapixels, by set name.
 MEGAPIXELS = {"0.4": 0.4, "3": 3.0, "12": 12.0}
@@ -75,13 +76,17 @@ def make_set(name: str, sources: List[Path], folder: Path) -> List[Path]:
     return paths
 
 
-def engine_alone(paths: List[Path], batch_size: int, config: iem.IEMConfig, device: str = "cpu") -> Dict[str, Any]:
+def engine_alone(
+    paths: List[Path], batch_size: int, config: iem.IEMConfig, device: str = "cpu", masks_alone: bool = True
+) -> Dict[str, Any]:
     """Time ``segment_batch`` on the working copies, grouped by shape as the command groups them;
-    then the same plus the photo path's own mask step (:func:`refine_on_photo`) on the photos
-    reduced as that step reads them (:func:`iem.api.pass_photo`), if ``config`` has one.
+    then, with ``masks_alone``, the same plus the photo path's own mask step
+    (:func:`refine_on_photo`) on the photos reduced as that step reads them
+    (:func:`iem.api.pass_photo`), if ``config`` has one.
 
     Returns:
-        ``{"segment_batch": {...}, "masks": {...}}``, each with ``images_per_s`` and ``timing``.
+        ``{"segment_batch": {...}, "masks": {...}}``, each with ``images_per_s`` and ``timing``
+        (``"masks"`` None without ``masks_alone``).
     """
     groups: Dict[tuple, List[Any]] = {}
     for path in paths:
@@ -96,16 +101,16 @@ def engine_alone(paths: List[Path], batch_size: int, config: iem.IEMConfig, devi
     with common.timed() as engine:
         for tensor in tensors:
             iem.segment_batch(tensor, config, device).masks.cpu()
+    alone = {"images_per_s": len(paths) / engine.wall_s, "timing": engine.to_dict(), "shapes": len(groups)}
+    if not masks_alone:
+        return {"segment_batch": alone, "masks": None}
     with common.timed() as masks:
         for batch, tensor in zip(batches, tensors):
             result = iem.segment_batch(tensor, config, device)
             for (_, photo), mask in zip(batch, result.masks[:, 0].float().cpu().numpy()):
                 if photo is not None:
                     refine_on_photo(photo, mask, config)
-    return {
-        "segment_batch": {"images_per_s": len(paths) / engine.wall_s, "timing": engine.to_dict(), "shapes": len(groups)},
-        "masks": {"images_per_s": len(paths) / masks.wall_s, "timing": masks.to_dict()},
-    }
+    return {"segment_batch": alone, "masks": {"images_per_s": len(paths) / masks.wall_s, "timing": masks.to_dict()}}
 
 
 def _pass_photo(path: Path, config: iem.IEMConfig) -> Optional[np.ndarray]:
@@ -115,10 +120,12 @@ def _pass_photo(path: Path, config: iem.IEMConfig) -> Optional[np.ndarray]:
         return pass_photo(image.convert("RGB"), DEFAULT_SIZE, config)
 
 
-def photo_path(folder: Path, out: Path, count: int, config: iem.IEMConfig, device: str = "cpu") -> Dict[str, Any]:
+def photo_path(
+    folder: Path, out: Path, count: int, config: iem.IEMConfig, device: str = "cpu", render_processes: int = 0
+) -> Dict[str, Any]:
     """Time ``segment_files`` on ``folder`` with ``config`` and the other settings at their defaults."""
     with common.timed() as timing:
-        summary = iem.segment_files(folder, out, config, device=device, progress=False)
+        summary = iem.segment_files(folder, out, config, device=device, progress=False, render_processes=render_processes)
     if summary.segmented != count:
         raise RuntimeError(f"segmented {summary.segmented} of {count} photos: {summary.failures[:3]}")
     return {"images_per_s": count / timing.wall_s, "timing": timing.to_dict(), "cpu_loop": summary.settings.get("cpu_loop")}
@@ -169,6 +176,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--stages", action="store_true", help="also time each stage on its own, photo by photo")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--device", default="cpu", help="where IEM runs: cpu (default) or cuda")
+    parser.add_argument(
+        "--render-processes", type=int, help="processes rendering the outputs (default: as iem segment chooses)"
+    )
+    parser.add_argument(
+        "--no-masks-alone", action="store_true", help="skip timing the masks alone (best's GrabCut pass is slow)"
+    )
     parser.add_argument("--data", help="folder holding grabcut/")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/photo_path.json)")
     args = parser.parse_args(argv)
@@ -180,41 +193,48 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     env = common.environment(args.threads)
     sources = common.image_paths(common.data_dir(args.data), "grabcut")[: args.photos]
     config = iem.IEMConfig.preset(args.preset)
+    processes = count_render_processes(torch.device(args.device)) if args.render_processes is None else args.render_processes
     # Warm-up (compiled loop, thread pools, allocator), untimed.
     iem.segment_batch(_batch_tensor([working_copy(sources[0], DEFAULT_SIZE)]), config.replace(iterations=3), args.device)
     rows = {}
     with tempfile.TemporaryDirectory(prefix="iem-photo-path-") as scratch:
         for name in sets:
             paths = make_set(name, sources, Path(scratch) / name)
-            timed = engine_alone(paths, DEFAULT_BATCH_SIZE, config, args.device)
+            timed = engine_alone(paths, DEFAULT_BATCH_SIZE, config, args.device, not args.no_masks_alone)
             alone, masks = timed["segment_batch"], timed["masks"]
-            whole = photo_path(Path(scratch) / name, Path(scratch) / f"{name}-out", len(paths), config, args.device)
+            whole = photo_path(Path(scratch) / name, Path(scratch) / f"{name}-out", len(paths), config, args.device, processes)
             megapixels = sum(Image.open(p).width * Image.open(p).height for p in paths) / len(paths) / 1e6
-            rows[name] = {
+            # The ratios also by this process's CPU time (all threads): the work each does, which
+            # other jobs on a shared machine change far less than the wall clock. Not with render
+            # processes, whose time is not this process's.
+            row = rows[name] = {
                 "photos": len(paths),
                 "mean_megapixels": round(megapixels, 2),
                 "segment_batch": alone,
                 "masks": masks,
                 "iem_segment": whole,
                 "ratio": whole["images_per_s"] / alone["images_per_s"],
-                "ratio_to_masks": whole["images_per_s"] / masks["images_per_s"],
-                # The same ratios by this process's CPU time (all threads): the work each does,
-                # which other jobs on a shared machine change far less than the wall clock.
-                "cpu_ratio": alone["timing"]["cpu_s"] / whole["timing"]["cpu_s"],
-                "cpu_ratio_to_masks": masks["timing"]["cpu_s"] / whole["timing"]["cpu_s"],
+                "ratio_to_masks": None if masks is None else whole["images_per_s"] / masks["images_per_s"],
+                "cpu_ratio": None if processes else alone["timing"]["cpu_s"] / whole["timing"]["cpu_s"],
+                "cpu_ratio_to_masks": None if processes or masks is None else masks["timing"]["cpu_s"] / whole["timing"]["cpu_s"],
             }
+            parts = [f"segment_batch {alone['images_per_s']:.2f} images/s"]
+            parts += [] if masks is None else [f"masks alone {masks['images_per_s']:.2f}"]
+            parts += [f"iem segment {whole['images_per_s']:.2f}; ratio {row['ratio']:.2f} to segment_batch"]
+            parts += [] if masks is None else [f"{row['ratio_to_masks']:.2f} to the masks alone"]
+            if processes:
+                parts += [f"{processes} render processes"]
+            else:
+                parts += ["by CPU time " + " and ".join(f"{row[k]:.2f}" for k in ("cpu_ratio", "cpu_ratio_to_masks") if row[k] is not None)]
             print(
-                f"{name:>4s}: {len(paths)} photos, {megapixels:.2f} MP, {args.preset}: segment_batch {alone['images_per_s']:.2f} "
-                f"images/s, masks alone {masks['images_per_s']:.2f}, iem segment {whole['images_per_s']:.2f}; ratio "
-                f"{rows[name]['ratio']:.2f} to segment_batch, {rows[name]['ratio_to_masks']:.2f} to the masks alone; by CPU "
-                f"time {rows[name]['cpu_ratio']:.2f} and {rows[name]['cpu_ratio_to_masks']:.2f} "
-                f"(other load {100 * (whole['timing']['others_busy'] or 0):.0f}%)",
+                f"{name:>4s}: {len(paths)} photos, {megapixels:.2f} MP, {args.preset}: " + ", ".join(parts)
+                + f" (other load {100 * (whole['timing']['others_busy'] or 0):.0f}%)",
                 flush=True,
             )
             if args.stages:
                 rows[name]["stages_cpu_ms"] = costs = stage_costs(paths, config, Path(scratch) / f"{name}-stages")
                 print("      CPU ms per photo: " + ", ".join(f"{stage} {ms:.0f}" for stage, ms in costs.items()), flush=True)
-    result = {"sets": rows, "preset": args.preset, "device": args.device, "environment": env}
+    result = {"sets": rows, "preset": args.preset, "device": args.device, "render_processes": processes, "environment": env}
     print(f"wrote {common.write_json(result, Path(args.out) if args.out else common.RESULTS_DIR / 'photo_path.json')}")
     return result
 

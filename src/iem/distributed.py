@@ -460,10 +460,12 @@ def segment_files(
         return segment_locally(inputs, out_dir, *args, **kwargs)
     if task_size is not None and (not isinstance(task_size, int) or task_size < 1):
         raise ValueError(f"task_size must be an integer >= 1, got {task_size!r}")
-    run = inspect.signature(segment_locally).bind(inputs, out_dir, *args, **kwargs)
+    signature = inspect.signature(segment_locally)
+    run = signature.bind(inputs, out_dir, *args, **kwargs)
     run.apply_defaults()
-    unknown = sorted(set(run.arguments) - _HANDLED)
-    if unknown:  # a setting of the pipeline that the shares would silently drop
+    # A setting of the pipeline that the shares would silently drop, unless left at its default.
+    unknown = sorted(name for name in set(run.arguments) - _HANDLED if run.arguments[name] != signature.parameters[name].default)
+    if unknown:
         raise TypeError(f"segment_files: {', '.join(unknown)} not supported with a client or URLs yet")
     return _segment_in_shares(run.arguments, client, task_size)
 

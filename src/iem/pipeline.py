@@ -10,7 +10,8 @@
    network (section 3.3);
 3. writer threads decode the full-resolution photo again from the bytes in memory, bring the
    mask back to it with the guided filter (:func:`iem.io.upsample_mask`) and write the chosen
-   outputs atomically.
+   outputs atomically; with ``render_processes`` (with a GPU, ``iem segment``'s default),
+   processes do all but the writing.
 
 Queues between the stages are bounded, so memory does not grow with the number of files, and
 decoding and writing overlap computation. Each image's mask depends only on that image and the
@@ -23,19 +24,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import queue
+import signal
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 import iem
@@ -45,7 +53,7 @@ from iem.core import kernels
 from iem.core.engine import resolve_device
 from iem.core.guidance import guidance_at, pin_full
 from iem.imaging import to_uint8
-from iem.io.outputs import OUTPUT_SUFFIXES, OUTPUTS, output_paths, write_outputs
+from iem.io.outputs import OUTPUT_SUFFIXES, OUTPUTS, encode_outputs, output_paths, write_encoded, write_outputs
 from iem.io.record import SETTINGS_RECORD, SettingsMismatch, record_settings
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError, read_file_bytes, read_image
 from iem.io.names import printable_line, quote_name
@@ -77,6 +85,15 @@ DEFAULT_BATCH_SIZE = 16
 PENDING_BATCHES = 2
 #: Threads that decode full-resolution photos and write outputs (CPU-bound, run in parallel).
 MAX_WRITERS = 4
+#: With the engine on a GPU, the photo work (decoding, upsampling, the GrabCut pass, encoding)
+#: runs in up to this many processes instead (:func:`count_render_processes`).
+MAX_RENDER_PROCESSES = 16
+#: CPUs left to the engine's thread and the reader when choosing the number of render processes.
+RESERVED_CPUS = 2
+#: Render processes start once this many images have been written: a shorter run would wait
+#: longer for them to start (about 3 s beside an H200, importing torch once) than the writer
+#: threads take over its photos.
+RENDER_PROCESSES_AFTER = 32
 
 #: After an interrupt, the longest wait for the threads to stop. Writers check for the stop
 #: between their steps (decoding, upsampling, rendering) and in every chunk they write, so
@@ -488,11 +505,9 @@ def _read_stage(
 def _write_stage(
     results: "queue.Queue[Any]",
     report: _Report,
-    upsample: UpsampleMethod,
-    max_pixels: Optional[int],
+    renderer: "_Renderer",
     cleaner: StaleTemporaries,
     stop: threading.Event,
-    config: IEMConfig,
 ) -> None:
     """Full-resolution mask and outputs for each result; runs in writer threads."""
     with cancel_writes_on(stop):
@@ -505,7 +520,7 @@ def _write_stage(
                 return
             name = str(result.job.item.path)
             try:
-                _write_outputs(result, upsample, max_pixels, cleaner, name, config)
+                renderer.write(result, cleaner, name)
             except WriteCancelled:
                 return  # stopping: this image's outputs are left for the rerun
             except ImageReadError as err:
@@ -519,18 +534,136 @@ def _write_stage(
                 report.done(Failure(name, BLANK_WARNING) if result.job.blank else None)
 
 
-def _write_outputs(
-    result: _Result,
+def count_render_processes(device: torch.device) -> int:
+    """How many processes should render a run's outputs (``render_processes`` of
+    :func:`segment_files`) with the engine on ``device``; 0: threads.
+
+    With the engine on the CPU, its compiled loop runs without Python's lock and keeps every
+    core busy, so the photo work gains nothing from processes. On a GPU the engine's thread
+    launches small operations one after the other from Python: writer threads doing the photo
+    work take the interpreter's lock from it and from one another, so the machine's cores sit
+    idle while the run waits (measured on 16 cores beside an H200: at most 6 of them busy, and
+    16 writer threads slower than 4). Processes have a lock each: ``cpu_count -``
+    :data:`RESERVED_CPUS` of them, at most :data:`MAX_RENDER_PROCESSES`.
+    """
+    if device.type == "cpu":
+        return 0
+    return max(0, min(MAX_RENDER_PROCESSES, (os.cpu_count() or 1) - RESERVED_CPUS))
+
+
+def _full_mask(
+    data: bytes, soft: np.ndarray, name: str, upsample: UpsampleMethod, max_pixels: Optional[int], config: IEMConfig
+) -> Tuple[Image.Image, np.ndarray]:
+    """The decoded photo and its full-resolution mask (:func:`iem.api.photo_mask`)."""
+    photo = read_image(data, max_pixels=max_pixels, name=name)
+    check_cancelled()
+    return photo, photo_mask(photo, soft, config, upsample)
+
+
+def _render(
+    data: bytes,
+    soft: np.ndarray,
+    inpainted: Optional[np.ndarray],
+    kinds: Tuple[str, ...],
+    name: str,
     upsample: UpsampleMethod,
     max_pixels: Optional[int],
-    cleaner: StaleTemporaries,
-    name: str,
     config: IEMConfig,
-) -> None:
-    photo = read_image(result.job.data, max_pixels=max_pixels, name=name)
-    check_cancelled()
-    mask = photo_mask(photo, result.soft, config, upsample)
-    write_outputs(result.job.targets, photo, mask, result.inpainted, cleaner)
+) -> Dict[str, bytes]:
+    """One image's outputs, encoded; what a render process runs."""
+    photo, mask = _full_mask(data, soft, name, upsample, max_pixels, config)
+    return encode_outputs(kinds, photo, mask, inpainted)
+
+
+def _start_render_process() -> None:
+    # Ctrl-C reaches the whole process group: the run winds down from the main process, so a
+    # worker must not die with a traceback of its own. One thread each for OpenCV and torch:
+    # the processes already fill the cores.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+class _Renderer:
+    """Makes and writes each result's outputs, in the writer thread or in render processes.
+
+    The processes are forked from a server process that imported this module once, before
+    any thread or GPU context (``forkserver``; ``spawn`` where there is none): a fork of this
+    process would copy the engine's threads and its GPU context midway, and a spawned process
+    imports torch again, seconds of CPU each. Starting them takes seconds all the same, so
+    they start only once :data:`RENDER_PROCESSES_AFTER` images have been written. Until they
+    are all up, and for good should the pool break (a worker killed, or a script whose main
+    module starts a run again when imported), the writer threads render, at most
+    :data:`MAX_WRITERS` at a time. The files are the same either way.
+    """
+
+    def __init__(self, processes: int, upsample: UpsampleMethod, max_pixels: Optional[int], config: IEMConfig) -> None:
+        self._processes = processes
+        self._settings = (upsample, max_pixels, config)
+        self._local = threading.BoundedSemaphore(MAX_WRITERS)
+        self._lock = threading.Lock()
+        self._written = 0
+        self._pool: Optional[ProcessPoolExecutor] = None
+        self._started: List["Future[int]"] = []
+        self._broken = False
+        self._closed = False
+
+    def write(self, result: _Result, cleaner: StaleTemporaries, name: str) -> None:
+        """Write ``result``'s outputs (atomically, :mod:`iem.io.write`)."""
+        job = result.job
+        pool = self._ready_pool()
+        if pool is not None:
+            try:
+                future = pool.submit(_render, job.data, result.soft, result.inpainted, tuple(job.targets), name, *self._settings)
+                write_encoded(job.targets, _wait(future), cleaner)
+                return
+            except BrokenProcessPool:
+                self._broken = True
+            except RuntimeError:
+                if self._closed:  # the pool shut down by an interrupt meanwhile: left for the rerun
+                    raise WriteCancelled("the run is stopping") from None
+                raise
+        with self._local:
+            photo, mask = _full_mask(job.data, result.soft, name, *self._settings)
+            write_outputs(job.targets, photo, mask, result.inpainted, cleaner)
+
+    def _ready_pool(self) -> Optional[ProcessPoolExecutor]:
+        """The pool once every process is up; starts it at the image that reaches the mark."""
+        with self._lock:
+            self._written += 1
+            if self._processes and self._pool is None and not self._closed and self._written > RENDER_PROCESSES_AFTER:
+                self._pool = ProcessPoolExecutor(
+                    self._processes, mp_context=_process_context(), initializer=_start_render_process
+                )
+                self._started = [self._pool.submit(int) for _ in range(self._processes)]  # one task each starts them all
+            if self._pool is None or self._closed or self._broken or not all(f.done() for f in self._started):
+                return None
+            return self._pool
+
+    def close(self, wait: bool) -> None:
+        """Stop the processes, waiting for them to end or not; work not started is dropped.
+        A writer still at work after an interrupt renders in its own thread from then on."""
+        with self._lock:
+            self._closed = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=True)
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def _wait(future: "Future[Dict[str, bytes]]") -> Dict[str, bytes]:
+    """The future's result, checking between waits whether the run is stopping."""
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except FutureTimeout:
+            check_cancelled()
 
 
 def _compute(
@@ -667,6 +800,7 @@ def segment_files(
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     on_failure: Optional[FailureCallback] = None,
     write_summary: bool = False,
+    render_processes: int = 0,
 ) -> RunSummary:
     """Segment every image named by ``inputs`` and write the outputs under ``out_dir``.
 
@@ -700,6 +834,11 @@ def segment_files(
         max_pixels: images with more pixels are refused as decompression bombs; None: no limit.
         on_failure: called with each :class:`Failure` as it happens (the CLI prints it).
         write_summary: also write :meth:`RunSummary.to_dict` to ``OUT/summary.json``.
+        render_processes: processes that decode the photos and make the outputs, 0 for threads
+            of this process; :func:`count_render_processes` says how many pay (``iem segment``
+            uses it). Each imports the calling script's main module again, as
+            :mod:`multiprocessing` does: a script must keep its own work under
+            ``if __name__ == "__main__":``. The files are the same either way.
 
     Returns:
         :class:`RunSummary`; failures are also appended to ``OUT/failures.log``.
@@ -721,12 +860,15 @@ def segment_files(
     config = resolve_config(config, IEMConfig.best)
     outputs = check_settings(config, outputs, size, batch_size, upsample)
     segmenter = Segmenter(config, device, model, refine)
+    if not isinstance(render_processes, int) or render_processes < 0:
+        raise ValueError(f"render_processes must be an integer >= 0, got {render_processes!r}")
     out = check_output_folder(out_dir)
 
     summary = RunSummary(out_dir=str(out))
     summary.settings = _settings(
         config, size, device, segmenter.device, outputs, overwrite, batch_size, model, refine, upsample, max_pixels
     )
+    summary.settings["render_processes"] = render_processes
     _record_settings(out, summary.settings, model, overwrite)
     total = sum(1 for _ in iter_inputs(inputs, exclude=out, output_suffixes=OUTPUT_SUFFIXES)) if progress else None
     bar = tqdm(
@@ -737,6 +879,7 @@ def segment_files(
     jobs: "queue.Queue[Any]" = queue.Queue(maxsize=batch_size)
     results: "queue.Queue[Any]" = queue.Queue(maxsize=batch_size)
     cleaner = StaleTemporaries()
+    renderer = _Renderer(render_processes, upsample, max_pixels, config)
     reader = _Stage(
         target=_read_stage,
         args=(inputs, out, outputs, overwrite, size, max_pixels, jobs, report, stop),
@@ -746,11 +889,12 @@ def segment_files(
     writers = [
         _Stage(
             target=_write_stage,
-            args=(results, report, upsample, max_pixels, cleaner, stop, config),
+            args=(results, report, renderer, cleaner, stop),
             name=f"iem-writer-{i}",
             daemon=True,
         )
-        for i in range(max(1, min(MAX_WRITERS, os.cpu_count() or 1)))
+        # With render processes, a writer thread mostly waits for its process.
+        for i in range(render_processes or max(1, min(MAX_WRITERS, os.cpu_count() or 1)))
     ]
     reader.start()
     for writer in writers:
@@ -787,6 +931,7 @@ def segment_files(
     finally:
         stop.set()
         _wind_down([reader, *writers], WIND_DOWN_SECONDS if interrupted is not None else None)
+        renderer.close(wait=interrupted is None)
         bar.close()
     summary.seconds = time.perf_counter() - started
     summary.interrupted = interrupted is not None

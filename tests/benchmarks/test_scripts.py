@@ -266,6 +266,20 @@ def test_photo_path_prints_both_rates_and_their_ratio(shared_data, tmp_path, cap
     assert "ratio" in capsys.readouterr().out and json.loads(out.read_text())["sets"]["dev"]["photos"] == 2
 
 
+def test_photo_path_with_render_processes_and_without_the_masks_alone(shared_data, tmp_path, capsys, one_torch_thread):
+    out = tmp_path / "photo.json"
+    report = photo_path.main(
+        ["--photos", "2", "--sets", "dev", "--threads", "1", "--preset", "paper", "--no-masks-alone",
+         "--render-processes", "1", "--data", str(shared_data), "--out", str(out)]
+    )
+    row = report["sets"]["dev"]
+    assert report["render_processes"] == 1 and row["iem_segment"]["images_per_s"] > 0
+    # Neither the masks alone nor ratios by this process's CPU time, which render processes' work is not.
+    assert row["masks"] is None and row["ratio_to_masks"] is None and row["cpu_ratio"] is None
+    printed = capsys.readouterr().out
+    assert "1 render processes" in printed and "masks alone" not in printed and "by CPU time" not in printed
+
+
 def test_distributed_compares_clusters_with_one_process(shared_data, tmp_path, capsys):
     pytest.importorskip("distributed")
     from benchmarks import distributed as scale_out

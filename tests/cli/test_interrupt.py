@@ -42,13 +42,44 @@ def _restore_default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_stops_the_run_cleanly(photos: Path, tmp_path: Path, sig: int, status: int):
+RENDER_PROCESSES_AT_ONCE = (
+    "import iem.pipeline; iem.pipeline.RENDER_PROCESSES_AFTER = 0; from iem._command import main; main()"
+)
+
+
+def _restore_default_sigint_in_a_group() -> None:
+    _restore_default_sigint()
+    os.setpgid(0, 0)
+
+
+def _group(group: int) -> list:
+    """The processes of a process group (from /proc)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group:
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.parametrize(
+    "sig, status, processes",
+    [(signal.SIGINT, 130, 0), (signal.SIGTERM, 143, 0), (signal.SIGINT, 130, 2), (signal.SIGTERM, 143, 2)],
+    ids=["SIGINT", "SIGTERM", "SIGINT-to-the-group-render-processes", "SIGTERM-render-processes"],
+)
+def test_a_signal_stops_the_run_cleanly(photos: Path, tmp_path: Path, sig: int, status: int, processes: int):
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    args = [sys.executable, "-m", "iem", "segment", str(photos), "-o", str(out), "--outputs", "all"]
-    args += ["--size", "32", "--iterations", "3", "--device", "cpu"]
-    child = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=_restore_default_sigint)
+    # With render processes, the command as ``python -m iem`` runs it, their start moved to the
+    # first image so that they take part before the signal.
+    launch = ["-m", "iem"] if not processes else ["-c", RENDER_PROCESSES_AT_ONCE]
+    args = [sys.executable, *launch, "segment", str(photos), "-o", str(out), "--outputs", "all"]
+    args += ["--size", "32", "--iterations", "3", "--device", "cpu", "--render-processes", str(processes)]
+    start = _restore_default_sigint_in_a_group if processes else _restore_default_sigint
+    child = subprocess.Popen(args, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=start)
     try:
         deadline = time.monotonic() + 120
         # An output (or its temporary) shows that the run is past its start: not the settings
@@ -56,8 +87,15 @@ def test_a_signal_stops_the_run_cleanly(photos: Path, tmp_path: Path, sig: int, 
         while not (out.is_dir() and any(SETTINGS_RECORD not in p.name for p in out.iterdir())):
             assert child.poll() is None and time.monotonic() < deadline, "the run never started writing"
             time.sleep(0.02)
+        # The command, the server the render processes are forked from, and the processes.
+        while processes and len(_group(child.pid)) < 2 + processes:
+            assert child.poll() is None and time.monotonic() < deadline, "the render processes never started"
+            time.sleep(0.02)
         sent = time.monotonic()
-        child.send_signal(sig)
+        if processes and sig == signal.SIGINT:  # as a terminal's Ctrl-C does: to the whole group
+            os.killpg(child.pid, sig)
+        else:
+            child.send_signal(sig)
         _, stderr = child.communicate(timeout=60)
         took = time.monotonic() - sent
     finally:
@@ -71,6 +109,11 @@ def test_a_signal_stops_the_run_cleanly(photos: Path, tmp_path: Path, sig: int, 
     written = sorted(p.name for p in out.iterdir() if p.name != SETTINGS_RECORD)
     assert not [name for name in written if name.endswith(TEMP_SUFFIX)], written
     assert len(written) < 40  # stopped before the end (10 photos x 4 outputs)
+    if processes:
+        deadline = time.monotonic() + STOP_WITHIN_SECONDS
+        while len(_group(child.pid)) > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _group(child.pid) == [], "render processes outlived the command"
     for name in written:  # what was written is complete
         with Image.open(out / name) as image:
             image.load()

@@ -20,9 +20,11 @@ import click
 from iem.cli.guidance import guidance_options, segment_guided
 from iem.cli.output import RECEIVED_SIGNAL, echo_out, read_in, refuse_terminal_out, signal_exit_code, write_mask_out
 from iem.config import DEFAULT_PRESET, PRESETS, IEMConfig, parse_setting
+from iem.core.engine import resolve_device
 from iem.distributed import segment_files
 from iem.io.names import printable_line
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError
+from iem.io.storage import is_url
 from iem.io.upsample import UPSAMPLE_METHODS
 from iem.pipeline import (
     DEFAULT_BATCH_SIZE,
@@ -35,6 +37,7 @@ from iem.pipeline import (
     RunInterrupted,
     RunSummary,
     SettingsMismatch,
+    count_render_processes,
     parse_outputs,
     segment_bytes,
 )
@@ -239,6 +242,12 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
     type=click.IntRange(min=1),
     help="With --cluster: images per task. [default: about 4 tasks per worker thread, at most 256]",
 )
+@click.option(
+    "--render-processes",
+    type=click.IntRange(min=0),
+    help="Processes that decode the photos and write the outputs (0: threads of this one). "
+    "[default: with a GPU, the CPUs less 2, at most 16; else 0]",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line (failures are still printed).")
 @guidance_options
 @config_options
@@ -260,6 +269,7 @@ def segment(
     refine: bool,
     cluster: Optional[str],
     task_size: Optional[int],
+    render_processes: Optional[int],
     quiet: bool,
     box: Optional[Tuple[float, ...]],
     foreground_mask: Optional[Path],
@@ -324,6 +334,14 @@ def segment(
 
     if task_size is not None and cluster is None:
         raise click.UsageError("--task-size needs --cluster")
+    here = cluster is None and not any(is_url(item) for item in [*inputs, out_dir])
+    if render_processes is not None and not here:
+        raise click.UsageError("--render-processes is for a run on this machine: not with --cluster or URLs")
+    if here:
+        automatic = count_render_processes(resolve_device(device))
+        local = {"render_processes": automatic if render_processes is None else render_processes}
+    else:
+        local = {}
     with _user_errors(ctx, model, OutputFolderError), _cluster(ctx, cluster) as client:
         try:
             summary = segment_files(
@@ -344,6 +362,7 @@ def segment(
                 write_summary=json_summary,
                 client=client,
                 task_size=task_size,
+                **local,
             )
         except RunInterrupted as stopped:
             _report(stopped.summary, json_summary, quiet)

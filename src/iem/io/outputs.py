@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path, PurePath
 from typing import IO, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -88,9 +89,34 @@ def write_outputs(
     Raises:
         OSError: a file cannot be written (the ones written before it stay complete).
     """
+    _write_each(targets, cleaner, lambda kind, handle: OUTPUTS[kind][1](handle, photo, mask, inpainted))
+
+
+def encode_outputs(
+    kinds: Sequence[str], photo: Image.Image, mask: np.ndarray, inpainted: Optional[np.ndarray] = None
+) -> Dict[str, bytes]:
+    """The file contents :func:`write_outputs` would write for each of ``kinds``, in memory
+    (for rendering in another process; :func:`write_encoded` writes them)."""
+    encoded = {}
+    for kind in kinds:
+        buffer = io.BytesIO()
+        OUTPUTS[kind][1](buffer, photo, mask, inpainted)
+        encoded[kind] = buffer.getvalue()
+    return encoded
+
+
+def write_encoded(
+    targets: Mapping[str, Path], encoded: Mapping[str, bytes], cleaner: Optional[StaleTemporaries] = None
+) -> None:
+    """Write :func:`encode_outputs`' contents to ``targets`` as :func:`write_outputs` does."""
+    _write_each(targets, cleaner, lambda kind, handle: handle.write(encoded[kind]))
+
+
+def _write_each(
+    targets: Mapping[str, Path], cleaner: Optional[StaleTemporaries], write: Callable[[str, IO[bytes]], Any]
+) -> None:
     for kind, path in targets.items():
         check_cancelled()
         if cleaner is not None:
             cleaner.clean(path.parent)
-        encode = OUTPUTS[kind][1]
-        atomic_write(path, lambda handle: encode(handle, photo, mask, inpainted))
+        atomic_write(path, lambda handle: write(kind, handle))
