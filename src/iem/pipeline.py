@@ -542,7 +542,7 @@ def count_render_processes(device: torch.device) -> int:
     core busy, so the photo work gains nothing from processes. On a GPU the engine's thread
     launches small operations one after the other from Python: writer threads doing the photo
     work take the interpreter's lock from it and from one another, so the machine's cores sit
-    idle while the run waits (measured on 16 cores beside an H200: at most 6 of them busy, and
+    idle while the run waits (measured on 16 cores beside an H200: 1.5 to 7 of them busy on average, and
     16 writer threads slower than 4). Processes have a lock each: ``cpu_count -``
     :data:`RESERVED_CPUS` of them, at most :data:`MAX_RENDER_PROCESSES`.
     """
