@@ -245,7 +245,7 @@ def _parse_outputs(ctx: click.Context, param: click.Parameter, value: str) -> Tu
 @click.option(
     "--render-processes",
     type=click.IntRange(min=0),
-    help="Processes that decode the photos and write the outputs (0: threads of this one). "
+    help="Processes that decode the photos and make the outputs (0: threads of this one). "
     "[default: with a GPU, the CPUs less 2, at most 16; else 0]",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line (failures are still printed).")
