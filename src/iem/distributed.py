@@ -426,6 +426,12 @@ class _DaskExecutor:
                 pending.add(submit(following))
 
 
+def runs_here(inputs: Sequence[PathLike], out_dir: PathLike, cluster: Any, task_size: Optional[int]) -> bool:
+    """Whether :func:`segment_files` is :func:`iem.pipeline.segment_files` itself for these
+    arguments: no cluster (a client, or the address of one), no task size, no URL."""
+    return cluster is None and task_size is None and not any(is_url(item) for item in [*inputs, out_dir])
+
+
 def segment_files(
     inputs: Union[PathLike, Iterable[PathLike]],
     out_dir: PathLike,
@@ -456,7 +462,7 @@ def segment_files(
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     inputs = [os.fspath(item) for item in inputs]
-    if client is None and task_size is None and not any(is_url(item) for item in [*inputs, out_dir]):
+    if runs_here(inputs, out_dir, client, task_size):
         return segment_locally(inputs, out_dir, *args, **kwargs)
     if task_size is not None and (not isinstance(task_size, int) or task_size < 1):
         raise ValueError(f"task_size must be an integer >= 1, got {task_size!r}")

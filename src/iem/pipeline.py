@@ -605,8 +605,7 @@ class _Renderer:
         self._written = 0
         self._pool: Optional[ProcessPoolExecutor] = None
         self._started: List["Future[int]"] = []
-        self._broken = False
-        self._closed = False
+        self._retired = False  # the pool broke or was closed: the threads render from then on
 
     def write(self, result: _Result, cleaner: StaleTemporaries, name: str) -> None:
         """Write ``result``'s outputs (atomically, :mod:`iem.io.write`)."""
@@ -618,9 +617,9 @@ class _Renderer:
                 write_encoded(job.targets, _wait(future), cleaner)
                 return
             except BrokenProcessPool:
-                self._broken = True
+                self._retired = True
             except RuntimeError:
-                if self._closed:  # the pool shut down by an interrupt meanwhile: left for the rerun
+                if self._retired:  # the pool shut down by an interrupt meanwhile: left for the rerun
                     raise WriteCancelled("the run is stopping") from None
                 raise
         with self._local:
@@ -631,12 +630,12 @@ class _Renderer:
         """The pool once every process is up; starts it at the image that reaches the mark."""
         with self._lock:
             self._written += 1
-            if self._processes and self._pool is None and not self._closed and self._written > RENDER_PROCESSES_AFTER:
+            if self._processes and self._pool is None and not self._retired and self._written > RENDER_PROCESSES_AFTER:
                 self._pool = ProcessPoolExecutor(
                     self._processes, mp_context=_process_context(), initializer=_start_render_process
                 )
                 self._started = [self._pool.submit(int) for _ in range(self._processes)]  # one task each starts them all
-            if self._pool is None or self._closed or self._broken or not all(f.done() for f in self._started):
+            if self._pool is None or self._retired or not all(f.done() for f in self._started):
                 return None
             return self._pool
 
@@ -644,7 +643,7 @@ class _Renderer:
         """Stop the processes, waiting for them to end or not; work not started is dropped.
         A writer still at work after an interrupt renders in its own thread from then on."""
         with self._lock:
-            self._closed = True
+            self._retired = True
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
 

@@ -21,10 +21,9 @@ from iem.cli.guidance import guidance_options, segment_guided
 from iem.cli.output import RECEIVED_SIGNAL, echo_out, read_in, refuse_terminal_out, signal_exit_code, write_mask_out
 from iem.config import DEFAULT_PRESET, PRESETS, IEMConfig, parse_setting
 from iem.core.engine import resolve_device
-from iem.distributed import segment_files
+from iem.distributed import runs_here, segment_files
 from iem.io.names import printable_line
 from iem.io.read import DEFAULT_MAX_PIXELS, ImageReadError
-from iem.io.storage import is_url
 from iem.io.upsample import UPSAMPLE_METHODS
 from iem.pipeline import (
     DEFAULT_BATCH_SIZE,
@@ -334,7 +333,7 @@ def segment(
 
     if task_size is not None and cluster is None:
         raise click.UsageError("--task-size needs --cluster")
-    here = cluster is None and not any(is_url(item) for item in [*inputs, out_dir])
+    here = runs_here(inputs, out_dir, cluster, task_size)
     if render_processes is not None and not here:
         raise click.UsageError("--render-processes is for a run on this machine: not with --cluster or URLs")
     if here:
